@@ -1,0 +1,232 @@
+/*
+ * ledger.h — purser's deterministic money state machine.
+ *
+ * A ledger is one SQLite database (in memory by default) plus a cache of the
+ * hot balances in C.  It applies *entries* — a leader timestamp and a batch of
+ * commands (proto.h) — in one SQLite transaction each, and answers one
+ * proto_result per command.  Apply is a pure function of (state, entry): no
+ * clock, no randomness, no I/O beyond the handle.  Two ledgers that applied
+ * the same entries have the same ledger_state_hash().
+ *
+ * The money model (DESIGN.md):
+ *   - accounts are paths ("acme/eng/bot"); spend and holds in an account count
+ *     against it and every ancestor.  `spent` of an account is the outflow of
+ *     its subtree in its current period: postings whose debit is inside the
+ *     subtree and whose credit is outside it (a chargeback between two
+ *     children of acme is spend for the child, not for acme).  Credits never
+ *     reduce `spent`: caps bound gross outflow.
+ *   - `reserved` is the sum of open holds in the subtree: reservations, and
+ *     for each open grant max(amount - grant spent, grant reserved).
+ *   - a reservation, grant or chargeback fits only if every capped account on
+ *     the path keeps spent + reserved <= cap, and nothing on the path is
+ *     frozen, closed or an expired grant.
+ *   - caps reset at period boundaries of each account's own period (day,
+ *     week, month at a fixed UTC offset) computed from entry time.
+ *
+ * Time: the entry's timestamp, clamped so it never goes backwards.
+ *
+ * Idempotency: a command with a key stores its result; a repeat with the same
+ * key and the same request returns that result (refusals included) and
+ * changes nothing; the same key with a different request is refused
+ * (PROTO_ERR_CONFLICT).  Keys are kept LEDGER_IDEM_WINDOW_MS of entry time
+ * and pruned by expire.
+ *
+ * Results per command (fields not listed are 0 / empty):
+ *   account_*      : id = account id
+ *   reserve        : id, amount_micros, expires_at_ms, remaining_micros;
+ *                    refusals set name = the limiting / frozen account and
+ *                    remaining_micros = its room
+ *   commit         : id = reservation, transfer_id, amount_micros = cost,
+ *                    overrun_micros, remaining_micros
+ *   release        : id, returned_micros = hold freed, remaining_micros
+ *   expire         : amount_micros = reservations expired, id = grants closed
+ *   transfer       : id = transfer id, transfer_id = id, amount_micros
+ *   grant_create   : id = grant id, name = grant account, amount_micros,
+ *                    expires_at_ms, remaining_micros
+ *   grant_close    : id, amount_micros = spent, returned_micros
+ *   period_close   : (status only)
+ *   price/key/policy: (status only)
+ */
+#ifndef PURSER_LEDGER_H
+#define PURSER_LEDGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#include "proto/proto.h"
+
+/* How long idempotency keys and closed reservations are remembered. */
+#define LEDGER_IDEM_WINDOW_MS (24LL * 3600 * 1000)
+/* Most reservations / grants one expire() processes (the rest next time). */
+#define LEDGER_EXPIRE_MAX 100000
+
+/* Hard errors (not refusals): the entry was not applied, state unchanged. */
+#define LEDGER_ESQL 1     /* SQLite failed */
+#define LEDGER_ENOMEM 2
+#define LEDGER_EINVAL 3   /* bad argument to the API itself */
+#define LEDGER_ECORRUPT 4 /* a snapshot or database that is not a ledger */
+#define LEDGER_ENOTFOUND 5 /* queries: no such thing */
+
+struct ledger_error {
+    int code;
+    char message[256];
+};
+
+struct ledger;
+
+/* Open a ledger.  `path` NULL: a private in-memory database (the raft FSM
+ * model: rebuilt from snapshot + log at each start).  A file path is for
+ * tools and tests.  Returns 0 or a LEDGER_E* code. */
+int ledger_open(struct ledger **out, const char *path, struct ledger_error *err);
+void ledger_close(struct ledger *l);
+
+/* Apply one entry.  `results` has room for entry->cmd_count results.  Returns
+ * 0 when the entry was applied (each command's refusal is in its result), or
+ * a LEDGER_E* code when the whole entry was rolled back (SQLite or memory
+ * failure; also more than PROTO_BATCH_MAX commands). */
+int ledger_apply(struct ledger *l, const struct proto_entry *entry,
+                 struct proto_result *results, struct ledger_error *err);
+
+/* The ledger's time: the largest entry timestamp applied so far. */
+int64_t ledger_now_ms(const struct ledger *l);
+/* Number of entries applied since creation (survives snapshot/restore). */
+uint64_t ledger_entries_applied(const struct ledger *l);
+
+/* SHA-256 over the whole logical state (accounts, balances, reservations,
+ * grants, idempotency keys, periods, configuration, and a chain hash of the
+ * journal).  Equal on two ledgers that applied the same entries. */
+int ledger_state_hash(struct ledger *l, uint8_t out[32], struct ledger_error *err);
+
+/* Recompute every roll-up from the journal and the open holds and check the
+ * invariants of DESIGN.md (1 conservation, 2 no overspend apart from recorded
+ * overruns and adjustments, 3 roll-ups equal their sums).  `cb` is called
+ * once per violation with a message naming it.  Returns the number of
+ * violations (>= 0) or -code on a hard error. */
+typedef void (*ledger_violation_cb)(void *arg, const char *message);
+int ledger_verify(struct ledger *l, ledger_violation_cb cb, void *arg,
+                  struct ledger_error *err);
+
+/* Serialize the whole state into one buffer allocated with `alloc` (malloc
+ * if NULL); the caller frees it with the matching free. */
+int ledger_snapshot(struct ledger *l, void *(*alloc)(size_t), void **data,
+                    size_t *len, struct ledger_error *err);
+/* Replace the whole state with a snapshot.  The ledger copies `data`. */
+int ledger_restore(struct ledger *l, const void *data, size_t len,
+                   struct ledger_error *err);
+
+/* ---- queries (read-only; "now" is ledger_now_ms) ---- */
+
+#define LEDGER_STATUS_ACTIVE 0
+#define LEDGER_STATUS_FROZEN 1
+#define LEDGER_STATUS_CLOSED 2
+#define LEDGER_JSON_MAX 8192
+
+struct ledger_account_view {
+    uint64_t id;
+    char name[PROTO_NAME_MAX + 1];
+    int64_t cap_micros;       /* PROTO_CAP_NONE when uncapped */
+    int period;               /* enum proto_period */
+    int tz_offset_min;
+    int status;               /* LEDGER_STATUS_* */
+    bool is_grant;
+    int64_t period_start_ms;  /* current period window, [start, end) */
+    int64_t period_end_ms;    /* INT64_MAX for period none */
+    int64_t spent_micros;     /* subtree outflow this period */
+    int64_t reserved_micros;  /* subtree holds */
+    int64_t available_micros; /* tightest room on the path (>= 0), or PROTO_UNLIMITED */
+    char tags_json[LEDGER_JSON_MAX];
+};
+
+int ledger_account_get(struct ledger *l, const char *name,
+                       struct ledger_account_view *out, struct ledger_error *err);
+/* Accounts in name order whose name equals `prefix` or starts with
+ * "prefix/" (all when prefix is NULL or ""). cb returns non-zero to stop. */
+typedef int (*ledger_account_cb)(void *arg, const struct ledger_account_view *a);
+int ledger_account_list(struct ledger *l, const char *prefix,
+                        ledger_account_cb cb, void *arg, struct ledger_error *err);
+
+#define LEDGER_RES_OPEN 0
+#define LEDGER_RES_COMMITTED 1
+#define LEDGER_RES_RELEASED 2
+#define LEDGER_RES_EXPIRED 3 /* released by expire */
+#define LEDGER_RES_CHARGED 4 /* charged in full by expire (on_expire=charge) */
+
+struct ledger_reservation_view {
+    uint64_t id;
+    char account[PROTO_NAME_MAX + 1];
+    char payee[PROTO_NAME_MAX + 1];
+    int64_t amount_micros;
+    int64_t created_ms;
+    int64_t expires_at_ms;
+    int on_expire;
+    int status;              /* LEDGER_RES_* */
+    int64_t actual_micros;   /* committed cost */
+    uint64_t transfer_id;
+    char metadata_json[LEDGER_JSON_MAX];
+};
+int ledger_reservation_get(struct ledger *l, uint64_t id,
+                           struct ledger_reservation_view *out,
+                           struct ledger_error *err);
+
+struct ledger_grant_view {
+    uint64_t id;
+    char account[PROTO_NAME_MAX + 1];
+    char workflow[PROTO_TEXT_MAX + 1];
+    int64_t amount_micros;
+    int64_t expires_at_ms;
+    bool is_open;
+    int64_t spent_micros;
+    int64_t returned_micros; /* when closed */
+};
+int ledger_grant_get(struct ledger *l, uint64_t id, struct ledger_grant_view *out,
+                     struct ledger_error *err);
+
+struct ledger_key_view {
+    char id[PROTO_TEXT_MAX + 1];
+    char account[PROTO_NAME_MAX + 1];
+    int role;      /* enum proto_role */
+    bool is_revoked;
+};
+int ledger_key_get_by_hash(struct ledger *l, const uint8_t hash[PROTO_HASH_BYTES],
+                           struct ledger_key_view *out, struct ledger_error *err);
+
+struct ledger_price_view {
+    char model[PROTO_TEXT_MAX + 1];
+    int64_t input_micros, output_micros, cached_micros, cache_write_micros;
+};
+int ledger_price_get(struct ledger *l, const char *model,
+                     struct ledger_price_view *out, struct ledger_error *err);
+typedef int (*ledger_price_cb)(void *arg, const struct ledger_price_view *p);
+int ledger_price_list(struct ledger *l, ledger_price_cb cb, void *arg,
+                      struct ledger_error *err);
+
+struct ledger_policy_view {
+    uint32_t required_count;
+    char required[PROTO_LIST_MAX][PROTO_MAP_KEY_MAX + 1];
+};
+int ledger_policy_get(struct ledger *l, struct ledger_policy_view *out,
+                      struct ledger_error *err);
+
+struct ledger_posting_view {
+    uint64_t id;
+    int64_t ts_ms;
+    int kind; /* enum proto_kind */
+    char debit[PROTO_NAME_MAX + 1];
+    char credit[PROTO_NAME_MAX + 1];
+    int64_t amount_micros;
+    uint64_t reservation_id;
+    int64_t overrun_micros;
+    char metadata_json[LEDGER_JSON_MAX];
+};
+/* Postings of one UTC month in id (= time) order. */
+typedef int (*ledger_posting_cb)(void *arg, const struct ledger_posting_view *p);
+int ledger_journal_month(struct ledger *l, int year, int month,
+                         ledger_posting_cb cb, void *arg, struct ledger_error *err);
+
+/* Closed months, ascending, as "YYYY-MM". */
+typedef int (*ledger_period_cb)(void *arg, const char *month, int64_t closed_at_ms);
+int ledger_period_list(struct ledger *l, ledger_period_cb cb, void *arg,
+                       struct ledger_error *err);
+
+#endif

@@ -1,0 +1,114 @@
+/*
+ * snapshot.c — the whole ledger as one buffer, for raft snapshots and
+ * backups.  The database lives in SQLite's memdb VFS, so serializing is one
+ * contiguous copy of its pages; restoring deserializes a private copy and
+ * rebuilds the C cache from it.  A buffer that is not a ledger is refused
+ * and leaves the ledger as it was.
+ */
+#include <stdlib.h>
+
+#include "ledger/internal.h"
+
+int ledger_snapshot(struct ledger *l, void *(*alloc)(size_t), void **data, size_t *len,
+                    struct ledger_error *err)
+{
+    sqlite3_int64 n = 0;
+    unsigned char *img = sqlite3_serialize(l->db, "main", &n, SQLITE_SERIALIZE_NOCOPY);
+    bool is_copy = false;
+    if (!img) {
+        img = sqlite3_serialize(l->db, "main", &n, 0);
+        is_copy = true;
+    }
+    if (!img)
+        return store_sql_error(l, err, "serialize");
+    void *buf = (alloc ? alloc : malloc)((size_t)n);
+    if (!buf) {
+        if (is_copy)
+            sqlite3_free(img);
+        err->code = LEDGER_ENOMEM;
+        snprintf(err->message, sizeof err->message, "no memory for a %lld-byte snapshot",
+                 (long long)n);
+        return LEDGER_ENOMEM;
+    }
+    memcpy(buf, img, (size_t)n);
+    if (is_copy)
+        sqlite3_free(img);
+    *data = buf;
+    *len = (size_t)n;
+    return 0;
+}
+
+/* Is this image a ledger?  Open it on the side and look for its tables. */
+static int snapshot_check(const void *data, size_t len, struct ledger_error *err)
+{
+    static const char magic[] = "SQLite format 3";
+    if (len < 512 || memcmp(data, magic, sizeof magic) != 0) {
+        err->code = LEDGER_ECORRUPT;
+        snprintf(err->message, sizeof err->message, "snapshot of %zu bytes is not a ledger image",
+                 len);
+        return LEDGER_ECORRUPT;
+    }
+    sqlite3 *db = NULL;
+    int rc = LEDGER_ECORRUPT;
+    unsigned char *copy = sqlite3_malloc64(len);
+    if (copy && sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
+        memcpy(copy, data, len);
+        if (sqlite3_deserialize(db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
+                                SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_READONLY) ==
+            SQLITE_OK) {
+            copy = NULL;
+            sqlite3_stmt *s = NULL;
+            const char *q = "SELECT count(*) FROM sqlite_master WHERE name IN"
+                            " ('meta','account','journal','reservation','grants','idem')";
+            if (sqlite3_prepare_v2(db, q, -1, &s, NULL) == SQLITE_OK &&
+                sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == 6)
+                rc = 0;
+            sqlite3_finalize(s);
+            if (rc == 0) {
+                rc = LEDGER_ECORRUPT;
+                if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &s, NULL) == SQLITE_OK &&
+                    sqlite3_step(s) == SQLITE_ROW &&
+                    strcmp((const char *)sqlite3_column_text(s, 0), "ok") == 0)
+                    rc = 0;
+                sqlite3_finalize(s);
+            }
+        }
+    }
+    sqlite3_free(copy);
+    sqlite3_close(db);
+    if (rc) {
+        err->code = LEDGER_ECORRUPT;
+        snprintf(err->message, sizeof err->message, "snapshot is not a valid ledger database");
+    }
+    return rc;
+}
+
+int ledger_restore(struct ledger *l, const void *data, size_t len, struct ledger_error *err)
+{
+    int rc = snapshot_check(data, len, err);
+    if (rc)
+        return rc;
+    unsigned char *copy = sqlite3_malloc64(len);
+    if (!copy) {
+        err->code = LEDGER_ENOMEM;
+        snprintf(err->message, sizeof err->message, "no memory to restore %zu bytes", len);
+        return LEDGER_ENOMEM;
+    }
+    memcpy(copy, data, len);
+    store_finalize(l);
+    if (sqlite3_deserialize(l->db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
+                            SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) !=
+        SQLITE_OK) {
+        rc = store_sql_error(l, err, "deserialize");
+        store_prepare(l, err);
+        return rc;
+    }
+    const char *pragmas = "PRAGMA synchronous=OFF; PRAGMA journal_mode=MEMORY;"
+                          " PRAGMA temp_store=MEMORY; PRAGMA secure_delete=OFF;";
+    if (sqlite3_exec(l->db, pragmas, NULL, NULL, NULL) != SQLITE_OK)
+        return store_sql_error(l, err, "pragmas after restore");
+    rc = store_prepare(l, err);
+    if (rc == 0)
+        rc = store_cache_load(l, err);
+    return rc;
+}
