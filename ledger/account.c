@@ -271,13 +271,13 @@ int account_update(struct ledger *l, const struct proto_cmd *c, struct proto_res
                              " reserved in \"%s\" (freeze the account instead)",
                              (long long)cap, (long long)used, acc->name), 0;
     }
+    tree_touch(l, i);
     acc->cap_micros = cap;
     acc->period = (uint8_t)period;
     acc->tz_offset_min = tz;
     acc->period_start_ms = start;
     acc->period_end_ms = end;
     acc->spent_micros = spent;
-    tree_mark_dirty(l, i);
     if (a->has_tags) {
         sqlite3_stmt *s = store_stmt(l, ST_ACCT_SET_TAGS);
         sqlite3_bind_int64(s, 1, i + 1);
@@ -306,8 +306,8 @@ static int account_set_status(struct ledger *l, const struct proto_cmd *c, int t
         return ledger_refuse(res, PROTO_ERR_CLOSED, "account \"%s\" is closed", a->name), 0;
     }
     if (a->status != to) {
+        tree_touch(l, i);
         a->status = (uint8_t)to;
-        tree_mark_dirty(l, i);
     }
     return 0;
 }
@@ -347,7 +347,7 @@ int account_close(struct ledger *l, const struct proto_cmd *c, struct proto_resu
     if (account_has_open_child(l, i))
         return ledger_refuse(res, PROTO_ERR_CONFLICT,
                              "account \"%s\" has children that are not closed", a->name), 0;
+    tree_touch(l, i);
     a->status = LEDGER_STATUS_CLOSED;
-    tree_mark_dirty(l, i);
     return 0;
 }

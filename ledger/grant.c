@@ -104,9 +104,9 @@ static int grant_close_one(struct ledger *l, uint64_t id, struct grant_row *g,
     int64_t hold = tree_contrib(a, a->spent_micros, a->reserved_micros);
     int64_t returned = hold - a->reserved_micros;
     assert(returned >= 0);
+    tree_touch(l, g->account);
     a->grant_open = false;
     a->status = LEDGER_STATUS_CLOSED;
-    tree_mark_dirty(l, g->account);
     if (returned > 0 && a->parent >= 0)
         tree_apply(l, a->parent, -1, 0, -returned);
     g->is_open = false;

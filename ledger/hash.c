@@ -48,6 +48,9 @@ static void hash_value(EVP_MD_CTX *md, sqlite3_stmt *s, int col)
 
 int ledger_state_hash(struct ledger *l, uint8_t out[32], struct ledger_error *err)
 {
+    int rc0 = store_sync(l, err);
+    if (rc0)
+        return rc0;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
         EVP_MD_CTX_free(md);

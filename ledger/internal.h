@@ -61,7 +61,8 @@ struct acct {
     uint8_t status;          /* LEDGER_STATUS_* */
     bool is_grant;
     bool grant_open;
-    bool dirty;
+    bool dirty;              /* differs from its SQLite row (ledger_sync writes it) */
+    bool touched;            /* changed in the entry being applied */
     int32_t tz_offset_min;
     int64_t cap_micros;      /* PROTO_CAP_NONE or >= 0 */
     int64_t period_start_ms; /* current window [start, end) */
@@ -73,6 +74,12 @@ struct acct {
     int64_t created_ms;
 };
 
+/* An account as it was before the current entry first changed it. */
+struct tree_undo {
+    int32_t index;
+    struct acct saved;
+};
+
 struct ledger {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
@@ -82,8 +89,15 @@ struct ledger {
     uint32_t acct_cap;
     int32_t *slots;          /* name hash table of indexes, -1 empty */
     uint32_t slot_count;     /* power of two */
-    int32_t *dirty;          /* indexes changed in this entry */
+    int32_t *dirty;          /* indexes whose rows are stale (unsynced) */
     uint32_t dirty_count;
+    int32_t *touched;        /* indexes changed in this entry */
+    uint32_t touched_count;
+    struct tree_undo *undo;  /* how to roll this entry back in C */
+    uint32_t undo_count;     /* room: acct_cap */
+    uint32_t entry_acct_count;  /* acct_count when the entry began */
+    uint32_t entry_dirty_count;
+    bool is_meta_dirty;      /* counters differ from the meta table */
 
     int64_t now_ms;
     uint64_t entries_applied;
@@ -104,7 +118,11 @@ void store_close(struct ledger *l);
 int store_prepare(struct ledger *l, struct ledger_error *err);
 void store_finalize(struct ledger *l);
 int store_cache_load(struct ledger *l, struct ledger_error *err);
+/* Write stale account rows and the counters (inside a transaction). */
 int store_flush(struct ledger *l, struct ledger_error *err);
+/* Bring SQLite up to date with the C state (its own transaction); needed
+ * before anything reads balances or counters through SQL. */
+int store_sync(struct ledger *l, struct ledger_error *err);
 int store_exec(struct ledger *l, enum ledger_stmt id, struct ledger_error *err);
 int store_sql_error(struct ledger *l, struct ledger_error *err, const char *what);
 /* Reset + clear bindings of a cached statement and return it. */
@@ -119,7 +137,13 @@ int32_t tree_find_str(const struct ledger *l, struct proto_str name);
  * on memory failure.  `a->name` is copied. */
 int32_t tree_add(struct ledger *l, const struct acct *a);
 void tree_reset(struct ledger *l);
-void tree_mark_dirty(struct ledger *l, int32_t i);
+/* Call before changing account i in an entry: saves it for rollback and
+ * marks it for ledger sync.  Returns -1 only when out of memory. */
+void tree_touch(struct ledger *l, int32_t i);
+void tree_entry_begin(struct ledger *l);
+void tree_entry_end(struct ledger *l);
+/* Put every account back as it was when the entry began. */
+void tree_entry_undo(struct ledger *l);
 bool tree_is_ancestor_or_self(const struct ledger *l, int32_t anc, int32_t i);
 /* Validate an account path (message names it and the rule broken). */
 bool tree_name_valid(struct proto_str name, char *msg, size_t cap);
@@ -146,7 +170,7 @@ bool tree_is_vendor_name(struct proto_str name);
  * vendor/<x> account that does not exist yet (create it on use with
  * account_vendor_create), or -1 with a refusal in res. */
 int32_t tree_payee_check(const struct ledger *l, struct proto_str name, const char *field,
-                         struct proto_result *res);
+                         bool is_closed_ok, struct proto_result *res);
 
 /* ---- period.c: calendar arithmetic (UTC offsets, no time zones db) ---- */
 void period_window(int period, int tz_offset_min, int64_t now_ms,

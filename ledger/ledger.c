@@ -119,6 +119,12 @@ int ledger_map_blob(struct ledger *l, const struct proto_map *m, const char *fie
 
 int ledger_open(struct ledger **out, const char *path, struct ledger_error *err)
 {
+    /* Memory statistics take a global mutex on every allocation. */
+    static bool is_configured;
+    if (!is_configured) {
+        sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+        is_configured = true;
+    }
     struct ledger_error dummy;
     if (!err)
         err = &dummy;
@@ -146,11 +152,16 @@ void ledger_close(struct ledger *l)
 {
     if (!l)
         return;
+    struct ledger_error ignored;
+    if (l->db)
+        store_sync(l, &ignored);
     store_close(l);
     tree_reset(l);
     free(l->accts);
     free(l->slots);
     free(l->dirty);
+    free(l->touched);
+    free(l->undo);
     proto_buf_free(&l->scratch);
     proto_buf_free(&l->scratch2);
     free(l);
@@ -206,11 +217,34 @@ static int ledger_apply_cmd(struct ledger *l, const struct proto_cmd *c,
     return 0;
 }
 
-static void ledger_rollback(struct ledger *l)
+/* The counters an entry may move, saved so a failed entry can be undone. */
+struct ledger_counters {
+    int64_t now_ms;
+    uint64_t next_reservation_id, next_transfer_id, next_grant_id, journal_chain;
+    int32_t closed_months[64];
+    uint32_t closed_month_count;
+};
+
+static void ledger_counters_save(const struct ledger *l, struct ledger_counters *c)
 {
-    struct ledger_error ignored;
-    store_exec(l, ST_ROLLBACK, &ignored);
-    store_cache_load(l, &ignored);
+    c->now_ms = l->now_ms;
+    c->next_reservation_id = l->next_reservation_id;
+    c->next_transfer_id = l->next_transfer_id;
+    c->next_grant_id = l->next_grant_id;
+    c->journal_chain = l->journal_chain;
+    memcpy(c->closed_months, l->closed_months, sizeof c->closed_months);
+    c->closed_month_count = l->closed_month_count;
+}
+
+static void ledger_counters_restore(struct ledger *l, const struct ledger_counters *c)
+{
+    l->now_ms = c->now_ms;
+    l->next_reservation_id = c->next_reservation_id;
+    l->next_transfer_id = c->next_transfer_id;
+    l->next_grant_id = c->next_grant_id;
+    l->journal_chain = c->journal_chain;
+    memcpy(l->closed_months, c->closed_months, sizeof c->closed_months);
+    l->closed_month_count = c->closed_month_count;
 }
 
 int ledger_apply(struct ledger *l, const struct proto_entry *entry,
@@ -229,24 +263,25 @@ int ledger_apply(struct ledger *l, const struct proto_entry *entry,
     int rc = store_exec(l, ST_BEGIN, err);
     if (rc != 0)
         return rc;
-    int64_t prev_now = l->now_ms;
+    struct ledger_counters saved;
+    ledger_counters_save(l, &saved);
+    tree_entry_begin(l);
     if (entry->timestamp_ms > l->now_ms)
         l->now_ms = entry->timestamp_ms;
-    for (uint32_t i = 0; i < entry->cmd_count; i++) {
+    for (uint32_t i = 0; i < entry->cmd_count && rc == 0; i++)
         rc = ledger_apply_cmd(l, &entry->cmds[i], &results[i], err);
-        if (rc != 0)
-            break;
-    }
-    if (rc == 0) {
-        l->entries_applied++;
-        rc = store_flush(l, err);
-    }
     if (rc == 0)
         rc = store_exec(l, ST_COMMIT, err);
     if (rc != 0) {
-        ledger_rollback(l);
-        assert(l->now_ms == prev_now);
+        /* SQLite and C go back to where the entry began. */
+        struct ledger_error ignored;
+        store_exec(l, ST_ROLLBACK, &ignored);
+        tree_entry_undo(l);
+        ledger_counters_restore(l, &saved);
         return rc;
     }
+    tree_entry_end(l);
+    l->entries_applied++;
+    l->is_meta_dirty = true;
     return 0;
 }

@@ -85,7 +85,7 @@ int reserve_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result
     if (acct < 0)
         return 0;
     struct proto_str payee_name = tree_payee_default(r->payee);
-    int32_t payee = tree_payee_check(l, payee_name, "payee", res);
+    int32_t payee = tree_payee_check(l, payee_name, "payee", false, res);
     if (payee == -1)
         return 0;
     if (payee == acct)

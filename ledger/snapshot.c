@@ -12,6 +12,9 @@
 int ledger_snapshot(struct ledger *l, void *(*alloc)(size_t), void **data, size_t *len,
                     struct ledger_error *err)
 {
+    int rc = store_sync(l, err);
+    if (rc)
+        return rc;
     sqlite3_int64 n = 0;
     unsigned char *img = sqlite3_serialize(l->db, "main", &n, SQLITE_SERIALIZE_NOCOPY);
     bool is_copy = false;
@@ -48,33 +51,20 @@ static int snapshot_check(const void *data, size_t len, struct ledger_error *err
                  len);
         return LEDGER_ECORRUPT;
     }
+    /* Look at it in place, read-only: no copy of a large image. */
     sqlite3 *db = NULL;
     int rc = LEDGER_ECORRUPT;
-    unsigned char *copy = sqlite3_malloc64(len);
-    if (copy && sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK) {
-        memcpy(copy, data, len);
-        if (sqlite3_deserialize(db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
-                                SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_READONLY) ==
-            SQLITE_OK) {
-            copy = NULL;
-            sqlite3_stmt *s = NULL;
-            const char *q = "SELECT count(*) FROM sqlite_master WHERE name IN"
-                            " ('meta','account','journal','reservation','grants','idem')";
-            if (sqlite3_prepare_v2(db, q, -1, &s, NULL) == SQLITE_OK &&
-                sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == 6)
-                rc = 0;
-            sqlite3_finalize(s);
-            if (rc == 0) {
-                rc = LEDGER_ECORRUPT;
-                if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &s, NULL) == SQLITE_OK &&
-                    sqlite3_step(s) == SQLITE_ROW &&
-                    strcmp((const char *)sqlite3_column_text(s, 0), "ok") == 0)
-                    rc = 0;
-                sqlite3_finalize(s);
-            }
-        }
+    if (sqlite3_open_v2(":memory:", &db, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+        sqlite3_deserialize(db, "main", (unsigned char *)data, (sqlite3_int64)len,
+                            (sqlite3_int64)len, SQLITE_DESERIALIZE_READONLY) == SQLITE_OK) {
+        sqlite3_stmt *s = NULL;
+        const char *q = "SELECT count(*) FROM sqlite_master WHERE name IN"
+                        " ('meta','account','journal','reservation','grants','idem')";
+        if (sqlite3_prepare_v2(db, q, -1, &s, NULL) == SQLITE_OK &&
+            sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == 6)
+            rc = 0;
+        sqlite3_finalize(s);
     }
-    sqlite3_free(copy);
     sqlite3_close(db);
     if (rc) {
         err->code = LEDGER_ECORRUPT;

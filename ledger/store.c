@@ -122,8 +122,7 @@ sqlite3_stmt *store_stmt(struct ledger *l, enum ledger_stmt id)
 {
     sqlite3_stmt *s = l->st[id];
     assert(s != NULL);
-    sqlite3_reset(s);
-    sqlite3_clear_bindings(s);
+    sqlite3_reset(s); /* every use binds every parameter */
     return s;
 }
 
@@ -301,7 +300,8 @@ int store_flush(struct ledger *l, struct ledger_error *err)
     for (uint32_t k = 0; k < l->dirty_count; k++) {
         int32_t i = l->dirty[k];
         struct acct *a = &l->accts[i];
-        assert(a->dirty);
+        if (!a->dirty)
+            continue; /* listed twice */
         assert(a->reserved_micros >= 0);
         sqlite3_stmt *s = store_stmt(l, ST_ACCT_UPDATE);
         sqlite3_bind_int64(s, 1, i + 1);
@@ -329,5 +329,23 @@ int store_flush(struct ledger *l, struct ledger_error *err)
         if (rc)
             return rc;
     }
+    l->is_meta_dirty = false;
     return 0;
+}
+
+int store_sync(struct ledger *l, struct ledger_error *err)
+{
+    if (l->dirty_count == 0 && !l->is_meta_dirty)
+        return 0;
+    int rc = store_exec(l, ST_BEGIN, err);
+    if (rc)
+        return rc;
+    rc = store_flush(l, err);
+    if (rc == 0)
+        rc = store_exec(l, ST_COMMIT, err);
+    if (rc) {
+        struct ledger_error ignored;
+        store_exec(l, ST_ROLLBACK, &ignored);
+    }
+    return rc;
 }

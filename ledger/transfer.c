@@ -107,7 +107,7 @@ int transfer_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_resul
     int32_t debit = account_find(l, t->debit, "debit", res);
     if (debit < 0)
         return 0;
-    int32_t credit = tree_payee_check(l, t->credit, "credit", res);
+    int32_t credit = tree_payee_check(l, t->credit, "credit", is_adjustment, res);
     if (credit == -1)
         return 0;
     if (credit == debit)

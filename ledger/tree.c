@@ -59,15 +59,18 @@ static int tree_grow(struct ledger *l)
         uint32_t cap = l->acct_cap ? l->acct_cap * 2 : 1024;
         struct acct *na = realloc(l->accts, cap * sizeof *na);
         int32_t *nd = realloc(l->dirty, cap * sizeof *nd);
-        if (!na || !nd) {
-            if (na)
-                l->accts = na;
-            if (nd)
-                l->dirty = nd;
+        if (nd)
+            l->dirty = nd;
+        int32_t *nt = realloc(l->touched, cap * sizeof *nt);
+        if (nt)
+            l->touched = nt;
+        struct tree_undo *nu = realloc(l->undo, cap * sizeof *nu);
+        if (nu)
+            l->undo = nu;
+        if (na)
+            l->accts = na;
+        if (!na || !nd || !nt || !nu)
             return -1;
-        }
-        l->accts = na;
-        l->dirty = nd;
         l->acct_cap = cap;
     }
     /* Keep the load factor under one half. */
@@ -99,6 +102,7 @@ int32_t tree_add(struct ledger *l, const struct acct *a)
     l->accts[i] = *a;
     l->accts[i].name = name;
     l->accts[i].dirty = false;
+    l->accts[i].touched = false;
     tree_slot_put(l, i);
     return i;
 }
@@ -109,16 +113,72 @@ void tree_reset(struct ledger *l)
         free(l->accts[i].name);
     l->acct_count = 0;
     l->dirty_count = 0;
+    l->touched_count = 0;
+    l->undo_count = 0;
+    l->entry_acct_count = 0;
     if (l->slots)
         memset(l->slots, 0xff, l->slot_count * sizeof *l->slots);
 }
 
-void tree_mark_dirty(struct ledger *l, int32_t i)
+void tree_touch(struct ledger *l, int32_t i)
 {
     struct acct *a = &l->accts[i];
+    if (a->touched)
+        return;
+    /* Accounts created in this entry vanish whole on rollback: no undo.
+     * The undo log has room for every account (tree_grow), so this never
+     * allocates. */
+    if ((uint32_t)i < l->entry_acct_count) {
+        assert(l->undo_count < l->acct_cap);
+        l->undo[l->undo_count].index = i;
+        l->undo[l->undo_count].saved = *a;
+        l->undo_count++;
+    }
+    a->touched = true;
+    l->touched[l->touched_count++] = i;
     if (!a->dirty) {
         a->dirty = true;
         l->dirty[l->dirty_count++] = i;
+    }
+}
+
+void tree_entry_begin(struct ledger *l)
+{
+    assert(l->undo_count == 0 && l->touched_count == 0);
+    l->entry_acct_count = l->acct_count;
+    l->entry_dirty_count = l->dirty_count;
+}
+
+void tree_entry_end(struct ledger *l)
+{
+    for (uint32_t k = 0; k < l->touched_count; k++)
+        l->accts[l->touched[k]].touched = false;
+    l->touched_count = 0;
+    l->undo_count = 0;
+}
+
+void tree_entry_undo(struct ledger *l)
+{
+    for (uint32_t k = l->undo_count; k-- > 0;) {
+        struct acct *a = &l->accts[l->undo[k].index];
+        char *name = a->name;
+        *a = l->undo[k].saved;
+        assert(a->name == name);
+    }
+    l->undo_count = 0;
+    for (uint32_t i = l->entry_acct_count; i < l->acct_count; i++)
+        free(l->accts[i].name);
+    bool removed = l->acct_count != l->entry_acct_count;
+    l->acct_count = l->entry_acct_count;
+    l->dirty_count = l->entry_dirty_count;
+    for (uint32_t k = 0; k < l->touched_count; k++)
+        if ((uint32_t)l->touched[k] < l->acct_count)
+            l->accts[l->touched[k]].touched = false;
+    l->touched_count = 0;
+    if (removed) {
+        memset(l->slots, 0xff, l->slot_count * sizeof *l->slots);
+        for (uint32_t i = 0; i < l->acct_count; i++)
+            tree_slot_put(l, (int32_t)i);
     }
 }
 
@@ -287,10 +347,10 @@ static void tree_roll_period(struct ledger *l, int32_t i)
     struct acct *a = &l->accts[i];
     if (l->now_ms < a->period_end_ms)
         return;
+    tree_touch(l, i);
     period_window(a->period, a->tz_offset_min, l->now_ms, &a->period_start_ms,
                   &a->period_end_ms);
     a->spent_micros = 0;
-    tree_mark_dirty(l, i);
 }
 
 void tree_apply(struct ledger *l, int32_t i, int32_t credit, int64_t ds, int64_t dr)
@@ -300,12 +360,12 @@ void tree_apply(struct ledger *l, int32_t i, int32_t credit, int64_t ds, int64_t
         if (ds != 0 && tree_contains_credit(l, i, credit))
             ds = 0;
         tree_roll_period(l, i);
+        tree_touch(l, i);
         int64_t old_contrib = tree_contrib(a, a->spent_micros, a->reserved_micros);
         a->spent_micros += ds;
         a->reserved_micros += dr;
         assert(a->spent_micros >= 0);
         assert(a->reserved_micros >= 0);
-        tree_mark_dirty(l, i);
         dr = tree_contrib(a, a->spent_micros, a->reserved_micros) - old_contrib;
     }
 }
@@ -325,11 +385,11 @@ bool tree_is_vendor_name(struct proto_str name)
 }
 
 int32_t tree_payee_check(const struct ledger *l, struct proto_str name, const char *field,
-                         struct proto_result *res)
+                         bool is_closed_ok, struct proto_result *res)
 {
     int32_t i = tree_find_str(l, name);
     if (i >= 0) {
-        if (l->accts[i].status == LEDGER_STATUS_CLOSED) {
+        if (!is_closed_ok && l->accts[i].status == LEDGER_STATUS_CLOSED) {
             ledger_set_name(res, &l->accts[i]);
             ledger_refuse(res, PROTO_ERR_CLOSED, "%s account \"%s\" is closed", field,
                           l->accts[i].name);

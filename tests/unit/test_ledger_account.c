@@ -150,9 +150,9 @@ static void test_create_refuses_empty_segment(void **state)
 {
     struct fx *f = *state;
     fx_create(f, "acme", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
-    assert_create_invalid(f, "acme//x", -1, 0, 0, NULL);
-    assert_create_invalid(f, "/acme", -1, 0, 0, NULL);
-    assert_create_invalid(f, "acme/", -1, 0, 0, NULL);
+    assert_create_invalid(f, "acme//x", -1, 0, 0, "name");
+    assert_create_invalid(f, "/acme", -1, 0, 0, "name");
+    assert_create_invalid(f, "acme/", -1, 0, 0, "name");
 }
 
 static void test_create_accepts_eight_segments(void **state)
@@ -170,7 +170,7 @@ static void test_create_refuses_nine_segments(void **state)
     char name[PROTO_NAME_MAX + 1];
     create_path(f, 8, name, sizeof name);
     strcat(name, "/s8");
-    assert_create_invalid(f, name, -1, 0, 0, NULL);
+    assert_create_invalid(f, name, -1, 0, 0, "name");
 }
 
 static void test_create_accepts_64_byte_segment(void **state)
@@ -191,7 +191,7 @@ static void test_create_refuses_65_byte_segment(void **state)
     strcpy(name, "acme/");
     memset(name + 5, 'x', 65);
     name[70] = '\0';
-    assert_create_invalid(f, name, -1, 0, 0, NULL);
+    assert_create_invalid(f, name, -1, 0, 0, "name");
 }
 
 /* Three 64-byte segments (194 bytes with slashes) as a parent chain. */
@@ -230,34 +230,35 @@ static void test_create_refuses_256_byte_name(void **state)
     strcat(name, "/");
     memset(name + 195, 'z', 61);
     name[256] = '\0';
-    assert_create_invalid(f, name, -1, 0, 0, NULL);
+    assert_create_invalid(f, name, -1, 0, 0, "name");
 }
 
 static void test_create_refuses_bad_characters(void **state)
 {
     struct fx *f = *state;
     fx_create(f, "acme", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
-    const char *bad[] = {"acme/a b", "acme/a$", "acme/a_b", "acme/caf\xc3\xa9",
+    const char *bad[] = {"acme/a b", "acme/a$", "acme/a+b", "acme/caf\xc3\xa9",
                          "acme/a\\b", "acme/a:b", "acme/a\tb"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
-        assert_create_invalid(f, bad[i], -1, 0, 0, NULL);
+        assert_create_invalid(f, bad[i], -1, 0, 0, "name");
 }
 
 static void test_create_refuses_dot_segments(void **state)
 {
     struct fx *f = *state;
     fx_create(f, "acme", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
-    assert_create_invalid(f, "acme/.", -1, 0, 0, NULL);
-    assert_create_invalid(f, "acme/..", -1, 0, 0, NULL);
-    assert_create_invalid(f, ".", -1, 0, 0, NULL);
+    assert_create_invalid(f, "acme/.", -1, 0, 0, "name");
+    assert_create_invalid(f, "acme/..", -1, 0, 0, "name");
+    assert_create_invalid(f, ".", -1, 0, 0, "name");
 }
 
-static void test_create_accepts_dots_dashes_and_digits(void **state)
+static void test_create_accepts_dots_dashes_underscores_and_digits(void **state)
 {
     struct fx *f = *state;
     fx_create(f, "Acme-2.0", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
     fx_create(f, "Acme-2.0/v1.2", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
     fx_create(f, "Acme-2.0/...", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    fx_create(f, "Acme-2.0/cost_center_7", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
     fx_assert_verified(f);
 }
 
@@ -777,7 +778,7 @@ int main(void)
         T(test_create_refuses_256_byte_name),
         T(test_create_refuses_bad_characters),
         T(test_create_refuses_dot_segments),
-        T(test_create_accepts_dots_dashes_and_digits),
+        T(test_create_accepts_dots_dashes_underscores_and_digits),
         T(test_create_refuses_grant_prefix),
         T(test_create_accepts_grant_without_dash_prefix),
         T(test_create_refuses_cap_below_minus_one),

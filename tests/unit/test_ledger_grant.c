@@ -98,6 +98,8 @@ static void test_grant_create_makes_capped_child_account(void **state)
     assert_string_equal(f->res.name, want);
     assert_int_equal(f->res.amount_micros, 30 * USD);
     assert_int_equal(f->res.expires_at_ms, FX_MON + GRANT_TTL_MS);
+    /* remaining is the room inside the new grant. */
+    assert_int_equal(f->res.remaining_micros, 30 * USD);
 
     struct ledger_account_view v = fx_view(f, want);
     assert_true(v.is_grant);
@@ -122,7 +124,6 @@ static void test_grant_create_holds_amount_on_parent_path(void **state)
     manager(f);
     struct proto_cmd c = fx_grant_create("acme/mgr", 30 * USD, GRANT_TTL_MS);
     assert_int_equal(fx_apply(f, &c), PROTO_OK);
-    assert_int_equal(f->res.remaining_micros, 70 * USD);
 
     struct ledger_account_view mgr = fx_view(f, "acme/mgr");
     assert_int_equal(mgr.reserved_micros, 30 * USD);
@@ -394,7 +395,7 @@ static void test_grant_refuses_reserve_at_deadline_before_expire_runs(void **sta
     struct grant g = grant_ok(f, "acme/mgr", 30 * USD);
 
     f->now_ms = FX_MON + GRANT_TTL_MS;
-    assert_refused(f, fx_reserve(g.name, 1 * USD, FX_HOUR_MS), PROTO_ERR_GRANT_EXPIRED);
+    assert_int_equal(reserve(f, g.name, 1 * USD), PROTO_ERR_GRANT_EXPIRED);
     assert_string_equal(f->res.name, g.name);
     assert_true(grant_view(f, g.id).is_open);
 }
@@ -406,7 +407,7 @@ static void test_grant_refuses_reserve_after_deadline_before_expire_runs(void **
     struct grant g = grant_ok(f, "acme/mgr", 30 * USD);
 
     f->now_ms = FX_MON + GRANT_TTL_MS + 60 * 1000;
-    assert_refused(f, fx_reserve(g.name, 1 * USD, FX_HOUR_MS), PROTO_ERR_GRANT_EXPIRED);
+    assert_int_equal(reserve(f, g.name, 1 * USD), PROTO_ERR_GRANT_EXPIRED);
     assert_string_equal(f->res.name, g.name);
 }
 
@@ -510,6 +511,87 @@ static void test_nested_grant_larger_than_outer_is_refused(void **state)
     assert_int_equal(f->res.remaining_micros, 30 * USD);
 }
 
+static void test_grant_close_after_overrun_returns_nothing(void **state)
+{
+    struct fx *f = *state;
+    manager(f);
+    struct grant g = grant_ok(f, "acme/mgr", 30 * USD);
+    assert_int_equal(reserve(f, g.name, 30 * USD), PROTO_OK);
+    struct proto_cmd c = fx_commit(f->res.id, 40 * USD);
+    assert_int_equal(fx_apply(f, &c), PROTO_OK);
+    assert_int_equal(f->res.overrun_micros, 10 * USD);
+    assert_int_equal(fx_view(f, "acme/mgr").spent_micros, 40 * USD);
+    assert_int_equal(fx_view(f, "acme/mgr").reserved_micros, 0);
+
+    struct proto_cmd close = fx_grant_close(g.id);
+    assert_int_equal(fx_apply(f, &close), PROTO_OK);
+    assert_int_equal(f->res.amount_micros, 40 * USD);
+    assert_int_equal(f->res.returned_micros, 0);
+    fx_assert_verified(f);
+}
+
+static void test_grant_refused_under_closed_parent(void **state)
+{
+    struct fx *f = *state;
+    manager(f);
+    fx_create(f, "acme/old", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    struct proto_cmd cl = fx_account_status(PROTO_CMD_ACCOUNT_CLOSE, "acme/old");
+    assert_int_equal(fx_apply(f, &cl), PROTO_OK);
+    assert_refused(f, fx_grant_create("acme/old", 1 * USD, GRANT_TTL_MS), PROTO_ERR_CLOSED);
+    assert_string_equal(f->res.name, "acme/old");
+}
+
+static void test_nested_grant_refused_under_expired_grant(void **state)
+{
+    struct fx *f = *state;
+    manager(f);
+    struct grant outer = grant_ok(f, "acme/mgr", 30 * USD);
+    f->now_ms = FX_MON + GRANT_TTL_MS;
+    struct proto_cmd c = fx_grant_create(outer.name, 5 * USD, GRANT_TTL_MS);
+    assert_int_equal(fx_apply(f, &c), PROTO_ERR_GRANT_EXPIRED);
+    assert_string_equal(f->res.name, outer.name);
+}
+
+static void test_reserve_in_grant_refused_when_parent_frozen(void **state)
+{
+    struct fx *f = *state;
+    manager(f);
+    struct grant g = grant_ok(f, "acme/mgr", 30 * USD);
+    struct proto_cmd fr = fx_account_status(PROTO_CMD_ACCOUNT_FREEZE, "acme/mgr");
+    assert_int_equal(fx_apply(f, &fr), PROTO_OK);
+    assert_refused(f, fx_reserve(g.name, 1 * USD, FX_HOUR_MS), PROTO_ERR_FROZEN);
+    assert_string_equal(f->res.name, "acme/mgr");
+}
+
+static void test_parent_closes_once_its_grant_is_closed(void **state)
+{
+    struct fx *f = *state;
+    manager(f);
+    struct grant g = grant_ok(f, "acme/mgr", 30 * USD);
+    struct proto_cmd cl = fx_account_status(PROTO_CMD_ACCOUNT_CLOSE, "acme/mgr");
+    assert_refused(f, cl, PROTO_ERR_CONFLICT);
+
+    struct proto_cmd close = fx_grant_close(g.id);
+    assert_int_equal(fx_apply(f, &close), PROTO_OK);
+    assert_int_equal(fx_apply(f, &cl), PROTO_OK);
+    assert_int_equal(fx_view(f, "acme/mgr").status, LEDGER_STATUS_CLOSED);
+    fx_assert_verified(f);
+}
+
+static void test_parent_close_refused_while_closed_grant_has_open_hold(void **state)
+{
+    struct fx *f = *state;
+    manager(f);
+    struct grant g = grant_ok(f, "acme/mgr", 30 * USD);
+    assert_int_equal(reserve(f, g.name, 10 * USD), PROTO_OK);
+    struct proto_cmd close = fx_grant_close(g.id);
+    assert_int_equal(fx_apply(f, &close), PROTO_OK);
+
+    assert_refused(f, fx_account_status(PROTO_CMD_ACCOUNT_CLOSE, "acme/mgr"),
+                   PROTO_ERR_CONFLICT);
+    assert_int_equal(fx_view(f, "acme/mgr").status, LEDGER_STATUS_ACTIVE);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -542,6 +624,12 @@ int main(void)
         T(test_nested_grant_holds_inside_outer_grant),
         T(test_nested_grant_spend_counts_on_every_ancestor),
         T(test_nested_grant_larger_than_outer_is_refused),
+        T(test_grant_close_after_overrun_returns_nothing),
+        T(test_grant_refused_under_closed_parent),
+        T(test_nested_grant_refused_under_expired_grant),
+        T(test_reserve_in_grant_refused_when_parent_frozen),
+        T(test_parent_closes_once_its_grant_is_closed),
+        T(test_parent_close_refused_while_closed_grant_has_open_hold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -994,6 +994,116 @@ static void test_reserve_refused_over_cap_changes_nothing(void **state)
     fx_assert_hash(f, before);
 }
 
+/* ---- more path rules ---- */
+
+static void test_reserve_refuses_when_sibling_used_shared_cap(void **state)
+{
+    struct fx *f = *state;
+    fx_create(f, "swarm", 100 * USD, PROTO_PERIOD_NONE, 0);
+    fx_create(f, "swarm/a", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    fx_create(f, "swarm/b", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    fx_spend(f, "swarm/a", 50 * USD);
+    fx_reserve_ok(f, "swarm/a", 20 * USD);
+
+    uint8_t before[32];
+    fx_state_hash(f, before);
+    struct proto_cmd c = fx_reserve("swarm/b", 40 * USD, TTL_MS);
+    assert_int_equal(fx_apply(f, &c), PROTO_ERR_BUDGET_EXCEEDED);
+    assert_string_equal(f->res.name, "swarm");
+    assert_int_equal(f->res.remaining_micros, 30 * USD);
+    fx_assert_hash(f, before);
+    assert_int_equal(fx_view(f, "swarm/b").available_micros, 30 * USD);
+}
+
+static void test_reserve_ignores_frozen_descendant(void **state)
+{
+    struct fx *f = *state;
+    fx_create(f, "acme", 100 * USD, PROTO_PERIOD_NONE, 0);
+    fx_create(f, "acme/bot", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    struct proto_cmd fr = fx_account_status(PROTO_CMD_ACCOUNT_FREEZE, "acme/bot");
+    assert_int_equal(fx_apply(f, &fr), PROTO_OK);
+
+    struct proto_cmd c = fx_reserve("acme", 10 * USD, TTL_MS);
+    assert_int_equal(fx_apply(f, &c), PROTO_OK);
+    assert_int_equal(f->res.remaining_micros, 90 * USD);
+    fx_assert_verified(f);
+}
+
+static void test_reserve_accepts_ttl_bounds(void **state)
+{
+    struct fx *f = *state;
+    fx_create(f, "acme", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    struct proto_cmd shortest = fx_reserve("acme", 1, 1);
+    assert_int_equal(fx_apply(f, &shortest), PROTO_OK);
+    assert_int_equal(f->res.expires_at_ms, FX_MON + 1);
+    struct proto_cmd longest = fx_reserve("acme", 1, PROTO_TTL_MAX_MS);
+    assert_int_equal(fx_apply(f, &longest), PROTO_OK);
+    assert_int_equal(f->res.expires_at_ms, FX_MON + PROTO_TTL_MAX_MS);
+    fx_assert_verified(f);
+}
+
+static void test_commit_is_posted_when_payee_closed_meanwhile(void **state)
+{
+    struct fx *f = *state;
+    static struct ledger_posting_view p[4];
+    fx_create(f, "acme", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    fx_create(f, "acme/a", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    fx_create(f, "acme/svc", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    struct proto_cmd r = fx_reserve("acme/a", 10 * USD, TTL_MS);
+    r.u.reserve.payee = fx_s("acme/svc");
+    assert_int_equal(fx_apply(f, &r), PROTO_OK);
+    uint64_t id = f->res.id;
+    struct proto_cmd cl = fx_account_status(PROTO_CMD_ACCOUNT_CLOSE, "acme/svc");
+    assert_int_equal(fx_apply(f, &cl), PROTO_OK);
+
+    struct proto_cmd c = fx_commit(id, 6 * USD);
+    assert_int_equal(fx_apply(f, &c), PROTO_OK);
+    assert_int_equal(fx_journal(f, 2026, 11, p, 4), 1);
+    assert_string_equal(p[0].credit, "acme/svc");
+    assert_int_equal(p[0].amount_micros, 6 * USD);
+    fx_assert_verified(f);
+}
+
+static void test_late_commit_of_zero_after_expire_posts_nothing(void **state)
+{
+    struct fx *f = *state;
+    fx_create(f, "acme", 100 * USD, PROTO_PERIOD_NONE, 0);
+    struct proto_cmd r = fx_reserve("acme", 40 * USD, 1000);
+    assert_int_equal(fx_apply(f, &r), PROTO_OK);
+    uint64_t id = f->res.id;
+    fx_tick(f, FX_MON + 1000);
+
+    struct proto_cmd c = fx_commit(id, 0);
+    assert_int_equal(fx_apply(f, &c), PROTO_OK);
+    assert_int_equal(f->res.transfer_id, 0);
+    assert_int_equal(f->res.overrun_micros, 0);
+    assert_int_equal(fx_journal(f, 2026, 11, NULL, 0), 0);
+    assert_int_equal(fx_view(f, "acme").spent_micros, 0);
+    fx_assert_verified(f);
+}
+
+static void test_expire_forgets_closed_reservations_after_a_day(void **state)
+{
+    struct fx *f = *state;
+    struct ledger_reservation_view rv;
+    struct ledger_error err = {0};
+    fx_create(f, "acme", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    uint64_t done = fx_reserve_ok(f, "acme", 10 * USD);
+    struct proto_cmd c = fx_commit(done, 10 * USD);
+    assert_int_equal(fx_apply(f, &c), PROTO_OK);
+    struct proto_cmd r = fx_reserve("acme", 5 * USD, 3 * FX_DAY_MS);
+    assert_int_equal(fx_apply(f, &r), PROTO_OK);
+    uint64_t open = f->res.id;
+
+    fx_tick(f, FX_MON + 2 * FX_DAY_MS);
+    assert_int_equal(ledger_reservation_get(f->l, done, &rv, &err), LEDGER_ENOTFOUND);
+    assert_int_equal(ledger_reservation_get(f->l, open, &rv, &err), 0);
+    assert_int_equal(rv.status, LEDGER_RES_OPEN);
+    assert_int_equal(fx_view(f, "acme").spent_micros, 10 * USD);
+    assert_int_equal(fx_view(f, "acme").reserved_micros, 5 * USD);
+    fx_assert_verified(f);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1058,6 +1168,12 @@ int main(void)
         T(test_reserve_refuses_payee_equal_to_account),
         T(test_refused_reserve_does_not_create_vendor_payee),
         T(test_reserve_refused_over_cap_changes_nothing),
+        T(test_reserve_refuses_when_sibling_used_shared_cap),
+        T(test_reserve_ignores_frozen_descendant),
+        T(test_reserve_accepts_ttl_bounds),
+        T(test_commit_is_posted_when_payee_closed_meanwhile),
+        T(test_late_commit_of_zero_after_expire_posts_nothing),
+        T(test_expire_forgets_closed_reservations_after_a_day),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -381,6 +381,40 @@ static void test_journal_debits_equal_credits_after_mixed_transfers(void **state
     fx_assert_verified(f);
 }
 
+static void test_chargeback_to_own_ancestor_counts_only_below_it(void **state)
+{
+    struct fx *f = *state;
+    fx_create(f, "acme", 10 * USD, PROTO_PERIOD_NONE, 0);
+    fx_create(f, "acme/a", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    assert_int_equal(chargeback(f, "acme/a", "acme", 50 * USD), PROTO_OK);
+    assert_int_equal(fx_view(f, "acme/a").spent_micros, 50 * USD);
+    assert_int_equal(fx_view(f, "acme").spent_micros, 0);
+    fx_assert_verified(f);
+}
+
+static void test_chargeback_refused_when_debtor_closed(void **state)
+{
+    struct fx *f = *state;
+    departments(f);
+    struct proto_cmd cl = fx_account_status(PROTO_CMD_ACCOUNT_CLOSE, "acme/a");
+    assert_int_equal(fx_apply(f, &cl), PROTO_OK);
+    assert_refused(f, fx_transfer("acme/a", "acme/b", 1 * USD, PROTO_KIND_CHARGEBACK),
+                   PROTO_ERR_CLOSED);
+    assert_string_equal(f->res.name, "acme/a");
+}
+
+static void test_adjustment_ignores_closed_status(void **state)
+{
+    struct fx *f = *state;
+    departments(f);
+    struct proto_cmd cl = fx_account_status(PROTO_CMD_ACCOUNT_CLOSE, "acme/b");
+    assert_int_equal(fx_apply(f, &cl), PROTO_OK);
+    struct proto_cmd c = fx_transfer("acme/a", "acme/b", 5 * USD, PROTO_KIND_ADJUSTMENT);
+    assert_int_equal(fx_apply(f, &c), PROTO_OK);
+    assert_int_equal(fx_journal(f, 2026, 11, NULL, 0), 1);
+    fx_assert_verified(f);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -409,6 +443,9 @@ int main(void)
         T(test_adjustment_ignores_frozen_status),
         T(test_adjustment_refuses_unknown_account),
         T(test_journal_debits_equal_credits_after_mixed_transfers),
+        T(test_chargeback_to_own_ancestor_counts_only_below_it),
+        T(test_chargeback_refused_when_debtor_closed),
+        T(test_adjustment_ignores_closed_status),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
