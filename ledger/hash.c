@@ -16,7 +16,7 @@ static const char *const hash_tables[] = {
     "SELECT * FROM account ORDER BY id",
     "SELECT * FROM grants ORDER BY id",
     "SELECT * FROM reservation ORDER BY id",
-    "SELECT key, ts, fp, result FROM idem ORDER BY key",
+    "SELECT key, ts, fp, result FROM idem ORDER BY seq",
     "SELECT * FROM period ORDER BY month",
     "SELECT * FROM price ORDER BY model",
     "SELECT * FROM api_key ORDER BY id",

@@ -10,7 +10,7 @@
  */
 #include "ledger/internal.h"
 
-static uint64_t idem_fingerprint(const void *p, size_t n)
+static uint64_t idem_fnv(const void *p, size_t n)
 {
     const unsigned char *b = p;
     uint64_t h = 14695981039346656037ull;
@@ -30,16 +30,21 @@ int idem_lookup(struct ledger *l, const struct proto_cmd *c, int *found, uint64_
         snprintf(err->message, sizeof err->message, "out of memory encoding a command");
         return LEDGER_ENOMEM;
     }
-    *fp = idem_fingerprint(l->scratch.data, l->scratch.len);
+    *fp = idem_fnv(l->scratch.data, l->scratch.len);
     *found = 0;
     sqlite3_stmt *s = store_stmt(l, ST_IDEM_GET);
-    sqlite3_bind_blob(s, 1, c->key.ptr, (int)c->key.len, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
+    sqlite3_bind_int64(s, 1, (int64_t)idem_fnv(c->key.ptr, c->key.len));
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if ((uint32_t)sqlite3_column_bytes(s, 0) == c->key.len &&
+            memcmp(sqlite3_column_blob(s, 0), c->key.ptr, c->key.len) == 0)
+            break;
+    }
     if (rc == SQLITE_DONE)
         return 0;
     if (rc != SQLITE_ROW)
         return store_sql_error(l, err, "idempotency lookup");
-    uint64_t stored_fp = (uint64_t)sqlite3_column_int64(s, 0);
+    uint64_t stored_fp = (uint64_t)sqlite3_column_int64(s, 1);
     if (stored_fp != *fp) {
         sqlite3_reset(s);
         *found = -1;
@@ -49,7 +54,7 @@ int idem_lookup(struct ledger *l, const struct proto_cmd *c, int *found, uint64_
         return 0;
     }
     struct proto_error perr;
-    int drc = proto_result_decode(sqlite3_column_blob(s, 1), (size_t)sqlite3_column_bytes(s, 1),
+    int drc = proto_result_decode(sqlite3_column_blob(s, 2), (size_t)sqlite3_column_bytes(s, 2),
                                   res, &perr);
     sqlite3_reset(s);
     if (drc != 0) {
@@ -72,10 +77,11 @@ int idem_store(struct ledger *l, const struct proto_cmd *c, uint64_t fp,
         return LEDGER_ENOMEM;
     }
     sqlite3_stmt *s = store_stmt(l, ST_IDEM_INSERT);
-    sqlite3_bind_blob(s, 1, c->key.ptr, (int)c->key.len, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, l->now_ms);
-    sqlite3_bind_int64(s, 3, (int64_t)fp);
-    sqlite3_bind_blob(s, 4, l->scratch.data, (int)l->scratch.len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 1, (int64_t)idem_fnv(c->key.ptr, c->key.len));
+    sqlite3_bind_blob(s, 2, c->key.ptr, (int)c->key.len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, l->now_ms);
+    sqlite3_bind_int64(s, 4, (int64_t)fp);
+    sqlite3_bind_blob(s, 5, l->scratch.data, (int)l->scratch.len, SQLITE_STATIC);
     if (sqlite3_step(s) != SQLITE_DONE)
         return store_sql_error(l, err, "idempotency store");
     return 0;

@@ -32,6 +32,7 @@ enum ledger_stmt {
     ST_RES_CLOSE,
     ST_RES_DUE,
     ST_RES_PRUNE,
+    ST_RES_CREATED,
     ST_JOURNAL_INSERT,
     ST_JOURNAL_TS,
     ST_IDEM_GET,

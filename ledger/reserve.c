@@ -22,6 +22,7 @@ struct reservation {
     int status;
     int64_t actual_micros;
     uint64_t transfer_id;
+    int64_t overrun_micros;
     const void *meta; /* valid until the statement is reset */
     size_t meta_len;
 };
@@ -50,12 +51,14 @@ static int reservation_load(struct ledger *l, uint64_t id, struct reservation *r
     r->transfer_id = (uint64_t)sqlite3_column_int64(s, 7);
     r->meta = sqlite3_column_blob(s, 8);
     r->meta_len = (size_t)sqlite3_column_bytes(s, 8);
+    r->overrun_micros = sqlite3_column_int64(s, 9);
     assert(r->account >= 0 && (uint32_t)r->account < l->acct_count);
     return 0;
 }
 
 static int reservation_set_closed(struct ledger *l, uint64_t id, int status, int64_t actual,
-                                  uint64_t transfer_id, struct ledger_error *err)
+                                  uint64_t transfer_id, int64_t overrun,
+                                  struct ledger_error *err)
 {
     sqlite3_stmt *s = store_stmt(l, ST_RES_CLOSE);
     sqlite3_bind_int64(s, 1, (int64_t)id);
@@ -63,6 +66,7 @@ static int reservation_set_closed(struct ledger *l, uint64_t id, int status, int
     sqlite3_bind_int64(s, 3, actual);
     sqlite3_bind_int64(s, 4, (int64_t)transfer_id);
     sqlite3_bind_int64(s, 5, l->now_ms);
+    sqlite3_bind_int64(s, 6, overrun);
     if (sqlite3_step(s) != SQLITE_DONE)
         return store_sql_error(l, err, "close reservation");
     return 0;
@@ -129,9 +133,7 @@ static void commit_answer(const struct ledger *l, const struct reservation *r,
     res->id = r->id;
     res->transfer_id = r->transfer_id;
     res->amount_micros = r->actual_micros;
-    /* A late commit (after expire released the hold) overran all of it. */
-    res->overrun_micros = r->actual_micros > r->amount_micros
-                              ? r->actual_micros - r->amount_micros : 0;
+    res->overrun_micros = r->overrun_micros;
     res->remaining_micros = tree_available(l, r->account, l->now_ms);
 }
 
@@ -151,7 +153,8 @@ static int reservation_settle(struct ledger *l, struct reservation *r, int64_t a
     r->status = to;
     r->actual_micros = actual;
     r->transfer_id = transfer_id;
-    return reservation_set_closed(l, r->id, to, actual, transfer_id, err);
+    r->overrun_micros = overrun;
+    return reservation_set_closed(l, r->id, to, actual, transfer_id, overrun, err);
 }
 
 int commit_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result *res,
@@ -241,7 +244,7 @@ int release_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result
                                                               : "charged in full by expiry"), 0;
     if (r.status == LEDGER_RES_OPEN) {
         tree_apply(l, r.account, -1, 0, -r.amount_micros);
-        rc = reservation_set_closed(l, id, LEDGER_RES_RELEASED, 0, 0, err);
+        rc = reservation_set_closed(l, id, LEDGER_RES_RELEASED, 0, 0, 0, err);
         if (rc)
             return rc;
     }
@@ -285,12 +288,36 @@ static int reservation_expire_due(struct ledger *l, uint32_t max, uint32_t *coun
                                         LEDGER_RES_CHARGED, l->scratch.data, r.meta_len, err);
             } else {
                 tree_apply(l, r.account, -1, 0, -r.amount_micros);
-                rc = reservation_set_closed(l, r.id, LEDGER_RES_EXPIRED, 0, 0, err);
+                rc = reservation_set_closed(l, r.id, LEDGER_RES_EXPIRED, 0, 0, 0, err);
             }
             if (rc)
                 return rc;
         }
     }
+    return 0;
+}
+
+/* The first reservation id created at or after ts (ids grow with time);
+ * binary search over ids, skipping pruned ones with the >= lookup. */
+static int reservation_first_after(struct ledger *l, int64_t ts, uint64_t *out,
+                                   struct ledger_error *err)
+{
+    uint64_t lo = 1, hi = l->next_reservation_id;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        sqlite3_stmt *s = store_stmt(l, ST_RES_CREATED);
+        sqlite3_bind_int64(s, 1, (int64_t)mid);
+        int rc = sqlite3_step(s);
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+            return store_sql_error(l, err, "reservation time search");
+        bool is_young = rc == SQLITE_DONE || sqlite3_column_int64(s, 0) >= ts;
+        sqlite3_reset(s);
+        if (is_young)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    *out = lo;
     return 0;
 }
 
@@ -308,8 +335,12 @@ int expire_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result 
     rc = idem_prune(l, before, err);
     if (rc)
         return rc;
+    uint64_t cutoff = 0;
+    rc = reservation_first_after(l, before, &cutoff, err);
+    if (rc)
+        return rc;
     sqlite3_stmt *s = store_stmt(l, ST_RES_PRUNE);
-    sqlite3_bind_int64(s, 1, before);
+    sqlite3_bind_int64(s, 1, (int64_t)cutoff);
     if (sqlite3_step(s) != SQLITE_DONE)
         return store_sql_error(l, err, "prune reservations");
     res->amount_micros = expired;

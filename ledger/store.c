@@ -31,16 +31,18 @@ static const char *const store_schema =
     "CREATE TABLE IF NOT EXISTS reservation(id INTEGER PRIMARY KEY, account INTEGER NOT NULL,"
     " payee INTEGER NOT NULL, amount INTEGER NOT NULL, deadline INTEGER NOT NULL,"
     " on_expire INTEGER NOT NULL, status INTEGER NOT NULL, actual INTEGER NOT NULL,"
-    " transfer_id INTEGER NOT NULL, created_ms INTEGER NOT NULL, closed_ms INTEGER NOT NULL,"
-    " metadata BLOB);"
+    " transfer_id INTEGER NOT NULL, overrun INTEGER NOT NULL, created_ms INTEGER NOT NULL,"
+    " closed_ms INTEGER NOT NULL, metadata BLOB);"
     "CREATE INDEX IF NOT EXISTS reservation_due ON reservation(deadline, id) WHERE status = 0;"
-    "CREATE INDEX IF NOT EXISTS reservation_closed ON reservation(closed_ms) WHERE status <> 0;"
     "CREATE TABLE IF NOT EXISTS journal(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL,"
     " kind INTEGER NOT NULL, debit INTEGER NOT NULL, credit INTEGER NOT NULL,"
     " amount INTEGER NOT NULL, reservation INTEGER NOT NULL, overrun INTEGER NOT NULL,"
     " metadata BLOB);"
-    "CREATE TABLE IF NOT EXISTS idem(seq INTEGER PRIMARY KEY, key BLOB NOT NULL UNIQUE,"
-    " ts INTEGER NOT NULL, fp INTEGER NOT NULL, result BLOB NOT NULL);"
+    /* Keys are found by a 64-bit hash (an integer index is smaller and
+     * cheaper than one on the key bytes); the key itself settles it. */
+    "CREATE TABLE IF NOT EXISTS idem(seq INTEGER PRIMARY KEY, h INTEGER NOT NULL,"
+    " key BLOB NOT NULL, ts INTEGER NOT NULL, fp INTEGER NOT NULL, result BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS idem_h ON idem(h);"
     "CREATE TABLE IF NOT EXISTS period(month TEXT PRIMARY KEY, closed_ms INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS price(model TEXT PRIMARY KEY, input INTEGER NOT NULL,"
     " output INTEGER NOT NULL, cached INTEGER NOT NULL, cache_write INTEGER NOT NULL) WITHOUT ROWID;"
@@ -67,20 +69,22 @@ static const char *const store_sql[ST_COUNT] = {
                        " reserved = ?10 WHERE id = ?1",
     [ST_ACCT_SET_TAGS] = "UPDATE account SET tags = ?2 WHERE id = ?1",
     [ST_RES_INSERT] = "INSERT INTO reservation(id, account, payee, amount, deadline, on_expire,"
-                      " status, actual, transfer_id, created_ms, closed_ms, metadata)"
-                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, 0, 0, ?7, 0, ?8)",
+                      " status, actual, transfer_id, overrun, created_ms, closed_ms, metadata)"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, 0, 0, 0, ?7, 0, ?8)",
     [ST_RES_GET] = "SELECT account, payee, amount, deadline, on_expire, status, actual,"
-                   " transfer_id, metadata FROM reservation WHERE id = ?1",
+                   " transfer_id, metadata, overrun FROM reservation WHERE id = ?1",
     [ST_RES_CLOSE] = "UPDATE reservation SET status = ?2, actual = ?3, transfer_id = ?4,"
-                     " closed_ms = ?5 WHERE id = ?1",
+                     " closed_ms = ?5, overrun = ?6 WHERE id = ?1",
     [ST_RES_DUE] = "SELECT id FROM reservation WHERE status = 0 AND deadline <= ?1"
                    " ORDER BY deadline, id LIMIT ?2",
-    [ST_RES_PRUNE] = "DELETE FROM reservation WHERE status <> 0 AND closed_ms < ?1",
+    /* ids grow with creation time: closed ones created before ?1 go. */
+    [ST_RES_PRUNE] = "DELETE FROM reservation WHERE id < ?1 AND status <> 0",
+    [ST_RES_CREATED] = "SELECT created_ms FROM reservation WHERE id >= ?1 ORDER BY id LIMIT 1",
     [ST_JOURNAL_INSERT] = "INSERT INTO journal(id, ts, kind, debit, credit, amount, reservation,"
                           " overrun, metadata) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_JOURNAL_TS] = "SELECT ts FROM journal WHERE id = ?1",
-    [ST_IDEM_GET] = "SELECT fp, result FROM idem WHERE key = ?1",
-    [ST_IDEM_INSERT] = "INSERT INTO idem(key, ts, fp, result) VALUES(?1, ?2, ?3, ?4)",
+    [ST_IDEM_GET] = "SELECT key, fp, result FROM idem WHERE h = ?1",
+    [ST_IDEM_INSERT] = "INSERT INTO idem(h, key, ts, fp, result) VALUES(?1, ?2, ?3, ?4, ?5)",
     /* seq order is time order: the subquery stops at the first young row. */
     [ST_IDEM_PRUNE] = "DELETE FROM idem WHERE seq < coalesce("
                       "(SELECT seq FROM idem WHERE ts >= ?1 ORDER BY seq LIMIT 1),"

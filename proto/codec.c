@@ -41,6 +41,9 @@ enum field_kind {
     FIELD_ENUM32,  /* int32_t in [0, len_max) */
 };
 
+/* len_min/len_max: byte limits of a string or bin; for a list, the byte
+ * limit of each item; for FIELD_CHARS the array holds len_max + 1 bytes;
+ * for FIELD_ENUM32, the number of values. */
 struct field {
     const char *name;     /* NULL ends a schema shorter than CMD_FIELDS_MAX */
     enum field_kind kind;
@@ -463,7 +466,7 @@ static int dec_fail(struct dec *d, int code, struct subject s, const char *fmt, 
     return code;
 }
 
-/* Turn an mp.c error while reading a `expected` into a decode error. */
+/* Turn an mp.c error, met while reading an `expected`, into a decode error. */
 static int dec_mp_fail(struct dec *d, int rc, struct subject s, const char *expected)
 {
     switch (rc) {
@@ -472,8 +475,6 @@ static int dec_mp_fail(struct dec *d, int rc, struct subject s, const char *expe
     case MP_ETYPE:
         return dec_fail(d, PROTO_EMALFORMED, s, "expected %s, got %s", expected,
                         mp_type_name(&d->r));
-    case MP_ERANGE:
-        return dec_fail(d, PROTO_ELIMIT, s, "%s out of range", expected);
     default:
         return dec_fail(d, PROTO_EMALFORMED, s, "%s", mp_strerror(rc));
     }
@@ -486,8 +487,8 @@ static int dec_container(struct dec *d, struct subject s, bool is_map, uint32_t 
     int rc = is_map ? mp_map_read(&d->r, count) : mp_array_read(&d->r, count);
     const char *noun = is_map ? "map" : "array";
     if (rc == MP_ECOUNT)
-        return dec_fail(d, PROTO_EMALFORMED, s, "%s of %" PRIu32 " items in %zu bytes",
-                        noun, *count, left);
+        return dec_fail(d, PROTO_EMALFORMED, s, "%s of %" PRIu32 " %s cannot fit in the %zu "
+                        "bytes left", noun, *count, is_map ? "entries" : "items", left);
     if (rc != MP_OK)
         return dec_mp_fail(d, rc, s, noun);
     return 0;
@@ -537,10 +538,18 @@ static int dec_bin(struct dec *d, struct subject s, uint32_t len, struct proto_s
     return 0;
 }
 
-static int dec_int(struct dec *d, struct subject s, int64_t *out)
+/* `expected` names what the field takes, for the wrong-type message. */
+static int dec_int_as(struct dec *d, struct subject s, const char *expected, int64_t *out)
 {
     int rc = mp_int_read(&d->r, out);
-    return rc == MP_OK ? 0 : dec_mp_fail(d, rc, s, "signed 64-bit integer");
+    if (rc == MP_ERANGE)
+        return dec_fail(d, PROTO_ELIMIT, s, "integer above %" PRId64, INT64_MAX);
+    return rc == MP_OK ? 0 : dec_mp_fail(d, rc, s, expected);
+}
+
+static int dec_int(struct dec *d, struct subject s, int64_t *out)
+{
+    return dec_int_as(d, s, "signed 64-bit integer", out);
 }
 
 static int dec_opt_int(struct dec *d, struct subject s, int64_t *out)
@@ -549,13 +558,14 @@ static int dec_opt_int(struct dec *d, struct subject s, int64_t *out)
         *out = PROTO_UNSET;
         return 0;
     }
-    int rc = mp_int_read(&d->r, out);
-    return rc == MP_OK ? 0 : dec_mp_fail(d, rc, s, "signed 64-bit integer or nil");
+    return dec_int_as(d, s, "signed 64-bit integer or nil", out);
 }
 
 static int dec_uint(struct dec *d, struct subject s, uint64_t *out)
 {
     int rc = mp_uint_read(&d->r, out);
+    if (rc == MP_ERANGE)
+        return dec_fail(d, PROTO_ELIMIT, s, "negative integer, expected unsigned");
     return rc == MP_OK ? 0 : dec_mp_fail(d, rc, s, "unsigned integer");
 }
 

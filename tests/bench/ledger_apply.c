@@ -11,7 +11,7 @@
  * Baseline in the same run: decode alone (no apply), so the ledger's cost
  * is reported both absolutely and as a ratio.
  *
- * usage: ledger_apply [ops_per_batch_size=200000]
+ * usage: ledger_apply [ops=200000 [batch [keyed 0|1]]]  (one row when given)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,8 +183,12 @@ int main(int argc, char **argv)
            " row\n", LEAVES, ops);
     printf("%-6s %-6s %12s %12s %12s %14s\n", "keys", "batch", "apply op/s", "decode op/s",
            "fsm op/s", "us/op (fsm)");
+    int only_batch = argc > 2 ? atoi(argv[2]) : 0;
+    int only_keyed = argc > 3 ? atoi(argv[3]) : -1;
     for (int k = 0; k < 2; k++)
         for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+            if ((only_batch && batches[b] != only_batch) || (only_keyed >= 0 && k != only_keyed))
+                continue;
             struct run r;
             long n = batches[b] == 1 ? ops / 4 : ops;
             run_batches(batches[b], n, k == 1, &r);

@@ -758,6 +758,41 @@ static void test_close_by_agent_is_forbidden(void **state)
     assert_int_equal(status_of(f, "acme"), LEDGER_STATUS_ACTIVE);
 }
 
+static void test_update_cap_ignores_spend_of_previous_period(void **state)
+{
+    struct fx *f = *state;
+    fx_create(f, "acme", 100 * USD, PROTO_PERIOD_DAY, 0);
+    fx_spend(f, "acme", 80 * USD);
+    f->now_ms = FX_MON + FX_DAY_MS + FX_HOUR_MS;
+    struct proto_cmd u = fx_account_update("acme", 50 * USD, PROTO_UNSET, PROTO_UNSET);
+    assert_int_equal(fx_apply(f, &u), PROTO_OK);
+    struct ledger_account_view v = fx_view(f, "acme");
+    assert_int_equal(v.cap_micros, 50 * USD);
+    assert_int_equal(v.spent_micros, 0);
+    assert_int_equal(v.available_micros, 50 * USD);
+    fx_assert_verified(f);
+}
+
+static void test_update_period_recomputes_spend_of_whole_subtree(void **state)
+{
+    struct fx *f = *state;
+    fx_create(f, "acme", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    fx_create(f, "acme/a", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    fx_create(f, "acme/b", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    fx_spend(f, "acme/a", 10 * USD);                       /* Monday */
+    f->now_ms = FX_MON + FX_DAY_MS + FX_HOUR_MS;           /* Tuesday */
+    fx_spend(f, "acme/a", 4 * USD);
+    fx_spend(f, "acme/b", 2 * USD);
+    struct proto_cmd cb = fx_transfer("acme/a", "acme/b", 1 * USD, PROTO_KIND_CHARGEBACK);
+    assert_int_equal(fx_apply(f, &cb), PROTO_OK);
+
+    struct proto_cmd u = fx_account_update("acme", PROTO_UNSET, PROTO_PERIOD_DAY, PROTO_UNSET);
+    assert_int_equal(fx_apply(f, &u), PROTO_OK);
+    /* Tuesday's outflow of the subtree; the internal chargeback is not spend. */
+    assert_int_equal(fx_view(f, "acme").spent_micros, 6 * USD);
+    fx_assert_verified(f);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -822,6 +857,8 @@ int main(void)
         T(test_close_frozen_account_ok),
         T(test_close_unknown_account_not_found),
         T(test_close_by_agent_is_forbidden),
+        T(test_update_cap_ignores_spend_of_previous_period),
+        T(test_update_period_recomputes_spend_of_whole_subtree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

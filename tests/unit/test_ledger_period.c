@@ -521,6 +521,13 @@ static void test_expire_uses_ledger_now_not_older_entry_time(void **state)
     fx_assert_verified(f);
 }
 
+static void test_week_rolls_over_at_local_monday_minus_14_hours(void **state)
+{
+    /* Mon 00:00 at -14:00 is Mon 14:00 UTC. */
+    int64_t b = FX_MON + 7 * FX_DAY_MS + 14 * FX_HOUR_MS;
+    check_rollover(*state, PROTO_PERIOD_WEEK, -840, b, b + 7 * FX_DAY_MS);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -559,6 +566,7 @@ int main(void)
         T(test_older_entry_spends_in_current_window),
         T(test_older_entry_does_not_post_into_closed_month),
         T(test_expire_uses_ledger_now_not_older_entry_time),
+        T(test_week_rolls_over_at_local_monday_minus_14_hours),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

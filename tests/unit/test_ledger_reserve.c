@@ -1104,6 +1104,43 @@ static void test_expire_forgets_closed_reservations_after_a_day(void **state)
     fx_assert_verified(f);
 }
 
+static void test_late_commit_twice_returns_first_answer(void **state)
+{
+    struct fx *f = *state;
+    uint8_t before[32];
+    fx_create(f, "acme", 100 * USD, PROTO_PERIOD_NONE, 0);
+    struct proto_cmd r = fx_reserve("acme", 40 * USD, 1000);
+    assert_int_equal(fx_apply(f, &r), PROTO_OK);
+    uint64_t id = f->res.id;
+    fx_tick(f, FX_MON + 1000);
+    struct proto_cmd c = fx_commit(id, 25 * USD);
+    assert_int_equal(fx_apply(f, &c), PROTO_OK);
+    struct proto_result first = f->res;
+    assert_int_equal(first.overrun_micros, 25 * USD);
+
+    fx_state_hash(f, before);
+    assert_int_equal(fx_apply(f, &c), PROTO_OK);
+    assert_int_equal(f->res.transfer_id, first.transfer_id);
+    assert_int_equal(f->res.amount_micros, first.amount_micros);
+    assert_int_equal(f->res.overrun_micros, first.overrun_micros);
+    fx_assert_hash(f, before);
+}
+
+static void test_reserve_accepts_frozen_payee(void **state)
+{
+    struct fx *f = *state;
+    fx_create(f, "acme", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    fx_create(f, "acme/a", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    fx_create(f, "acme/svc", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    struct proto_cmd fr = fx_account_status(PROTO_CMD_ACCOUNT_FREEZE, "acme/svc");
+    assert_int_equal(fx_apply(f, &fr), PROTO_OK);
+
+    struct proto_cmd r = fx_reserve("acme/a", 1 * USD, TTL_MS);
+    r.u.reserve.payee = fx_s("acme/svc");
+    assert_int_equal(fx_apply(f, &r), PROTO_OK);
+    fx_assert_verified(f);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -1174,6 +1211,8 @@ int main(void)
         T(test_commit_is_posted_when_payee_closed_meanwhile),
         T(test_late_commit_of_zero_after_expire_posts_nothing),
         T(test_expire_forgets_closed_reservations_after_a_day),
+        T(test_late_commit_twice_returns_first_answer),
+        T(test_reserve_accepts_frozen_payee),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

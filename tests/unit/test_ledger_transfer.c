@@ -415,6 +415,17 @@ static void test_adjustment_ignores_closed_status(void **state)
     fx_assert_verified(f);
 }
 
+static void test_chargeback_accepts_frozen_creditor(void **state)
+{
+    struct fx *f = *state;
+    departments(f);
+    struct proto_cmd fr = fx_account_status(PROTO_CMD_ACCOUNT_FREEZE, "acme/b");
+    assert_int_equal(fx_apply(f, &fr), PROTO_OK);
+    assert_int_equal(chargeback(f, "acme/a", "acme/b", 5 * USD), PROTO_OK);
+    assert_int_equal(fx_view(f, "acme/a").spent_micros, 5 * USD);
+    fx_assert_verified(f);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -446,6 +457,7 @@ int main(void)
         T(test_chargeback_to_own_ancestor_counts_only_below_it),
         T(test_chargeback_refused_when_debtor_closed),
         T(test_adjustment_ignores_closed_status),
+        T(test_chargeback_accepts_frozen_creditor),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -508,7 +508,7 @@ static void test_empty_result_round_trips(void **state)
 }
 
 /* Keys "k0000" .. for the big entry; static so the views stay valid. */
-static char big_keys[PROTO_BATCH_MAX + 1][8];
+static char big_keys[PROTO_BATCH_MAX + 1][12];
 
 static void big_cmds_fill(uint32_t n)
 {
@@ -688,7 +688,7 @@ static void test_command_array_count_bomb_is_refused(void **state)
     struct proto_cmd d;
     struct proto_error err;
     assert_int_equal(proto_cmd_decode(bytes, sizeof bytes, &d, &err), PROTO_EMALFORMED);
-    assert_message_has(&err, "array of 4294967295 items in 6 bytes");
+    assert_message_has(&err, "command: array of 4294967295 items cannot fit in the 6 bytes left");
 }
 
 static void w_map_bomb(struct wire *w)
@@ -1398,6 +1398,28 @@ static void test_mp_reads_every_integer_width(void **state)
     assert_int_equal(mp_reader_left(&r), 0);
 }
 
+static void test_mp_reads_booleans_and_nil(void **state)
+{
+    (void)state;
+    static const uint8_t bytes[] = {0xc3, 0xc2, 0xc0, 0x00};
+    struct mp_reader r;
+    bool b = false;
+    mp_reader_init(&r, bytes, sizeof bytes);
+    assert_int_equal(mp_bool_read(&r, &b), MP_OK);
+    assert_true(b);
+    assert_int_equal(mp_bool_read(&r, &b), MP_OK);
+    assert_false(b);
+    assert_true(mp_nil_peek(&r));
+    assert_int_equal(mp_bool_read(&r, &b), MP_ETYPE);
+    assert_int_equal(mp_nil_read(&r), MP_OK);
+    assert_false(mp_nil_peek(&r));
+    assert_int_equal(mp_bool_read(&r, &b), MP_ETYPE); /* 0 is not false */
+    assert_string_equal(mp_type_name(&r), "integer");
+    r.pos = r.end;
+    assert_string_equal(mp_type_name(&r), "end of input");
+    assert_int_equal(mp_nil_read(&r), MP_ETRUNC);
+}
+
 static void test_mp_refuses_integers_that_do_not_fit(void **state)
 {
     (void)state;
@@ -1772,6 +1794,7 @@ int main(void)
         cmocka_unit_test(test_result_must_have_ten_items),
         cmocka_unit_test(test_decoder_accepts_a_null_error_pointer),
         cmocka_unit_test(test_mp_reads_every_integer_width),
+        cmocka_unit_test(test_mp_reads_booleans_and_nil),
         cmocka_unit_test(test_mp_refuses_integers_that_do_not_fit),
         cmocka_unit_test(test_mp_failed_read_leaves_the_cursor),
         cmocka_unit_test(test_mp_refuses_counts_larger_than_the_bytes_left),
