@@ -114,7 +114,10 @@ struct ledger {
 };
 
 /* ---- store.c: schema, statements, cache load/flush, meta ---- */
+/* Largest in-memory database (the memdb default is 1 GiB). */
+#define LEDGER_MEMDB_MAX_BYTES (64LL << 30)
 int store_open(struct ledger *l, const char *path, struct ledger_error *err);
+void store_lift_size_limit(struct ledger *l);
 void store_close(struct ledger *l);
 int store_prepare(struct ledger *l, struct ledger_error *err);
 void store_finalize(struct ledger *l);

@@ -93,6 +93,7 @@ int ledger_restore(struct ledger *l, const void *data, size_t len, struct ledger
         store_prepare(l, err);
         return rc;
     }
+    store_lift_size_limit(l);
     const char *pragmas = "PRAGMA synchronous=OFF; PRAGMA journal_mode=MEMORY;"
                           " PRAGMA temp_store=MEMORY; PRAGMA secure_delete=OFF;";
     if (sqlite3_exec(l->db, pragmas, NULL, NULL, NULL) != SQLITE_OK)

@@ -167,6 +167,13 @@ void store_finalize(struct ledger *l)
     }
 }
 
+void store_lift_size_limit(struct ledger *l)
+{
+    /* memdb stops growing at 1 GiB by default; a ledger may be larger. */
+    sqlite3_int64 limit = (sqlite3_int64)LEDGER_MEMDB_MAX_BYTES;
+    sqlite3_file_control(l->db, "main", SQLITE_FCNTL_SIZE_LIMIT, &limit);
+}
+
 int store_open(struct ledger *l, const char *path, struct ledger_error *err)
 {
     /* memdb: one contiguous image, so a snapshot is a single copy. */
@@ -184,6 +191,8 @@ int store_open(struct ledger *l, const char *path, struct ledger_error *err)
     } else if (sqlite3_open_v2(uri, &l->db, flags, NULL) != SQLITE_OK) {
         return store_sql_error(l, err, "open");
     }
+    if (!path)
+        store_lift_size_limit(l);
     const char *pragmas = "PRAGMA synchronous=OFF; PRAGMA journal_mode=MEMORY;"
                           " PRAGMA temp_store=MEMORY; PRAGMA secure_delete=OFF;"
                           " PRAGMA cache_size=-262144; PRAGMA foreign_keys=OFF;";

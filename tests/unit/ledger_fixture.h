@@ -15,7 +15,7 @@ struct fx {
     struct proto_result res; /* result of the last fx_apply */
 };
 
-/* 2026-11-16 00:00:00 UTC, a Monday: the default start time. */
+/* 2025-11-16 00:00:00 UTC, a Sunday: the default start time (FX_MON is a Monday). */
 #define FX_T0 1763251200000LL
 #define FX_USD 1000000LL
 
