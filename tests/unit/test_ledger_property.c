@@ -41,6 +41,8 @@
 #define DEFAULT_OPS 100000
 #define BATCH_MAX 50
 #define VERIFY_EVERY_OPS 1000
+/* The primary ledger is replaced by a restore of its snapshot this often. */
+#define RESTORE_EVERY_OPS 10000
 #define ACCOUNTS_MAX 8192
 #define OPEN_RES_SOFT_MAX 300
 /* Reservations and keys younger than this are safe from expire's 24 h
@@ -160,6 +162,12 @@ struct model {
 
     int pending_commit[BATCH_MAX]; /* reservations first committed in this entry */
     int pending_commit_count;
+
+    /* what the run covered, printed at the end */
+    struct {
+        long late_commits, overruns, zero_commits, charged, expired, nested_grants;
+        long key_repeats, key_repeats_in_batch, key_conflicts, period_rolls;
+    } seen;
 };
 
 static struct model M;
@@ -317,8 +325,10 @@ static void m_recompute_spent(void)
 {
     for (int i = 0; i < M.acct_count; i++) {
         struct m_account *a = &M.acct[i];
+        int64_t old_start = a->period_start_ms;
         period_window(a->period, a->tz_offset_min, M.now_ms, &a->period_start_ms,
                       &a->period_end_ms);
+        M.seen.period_rolls += a->period_start_ms != old_start;
         a->spent_micros = 0;
         a->excused_micros = 0;
     }
@@ -423,7 +433,8 @@ static void m_fit_begin(int x, struct fit_before *b)
 }
 
 /* After the change was made tentatively: the deepest capped account on the
- * path now over its cap, or -1; `room` its room before the change. */
+ * path whose spent + reserved grew past its cap, or -1; `room` its room
+ * before the change. */
 static int m_fit_check(const struct fit_before *b, int64_t *room)
 {
     m_recompute_reserved();
@@ -431,7 +442,11 @@ static int m_fit_check(const struct fit_before *b, int64_t *room)
         const struct m_account *a = &M.acct[b->path[k]];
         if (a->cap_micros == PROTO_CAP_NONE)
             continue;
-        if (a->spent_micros + a->reserved_micros > a->cap_micros) {
+        int64_t used = a->spent_micros + a->reserved_micros;
+        /* An account whose use does not grow (delta 0: a grant's hold or
+         * an internal credit absorbs it) is not a limit, even when an
+         * overrun already put it past its cap. */
+        if (used > b->used[k] && used > a->cap_micros) {
             int64_t r = a->cap_micros - b->used[k];
             *room = r < 0 ? 0 : r;
             return b->path[k];
@@ -490,15 +505,13 @@ static int pick_tree(void)
 /* A grant account whose name is known (created in an earlier entry). */
 static int pick_grant(bool open_only)
 {
-    for (int tries = 0; tries < 8 && M.grant_count > 0; tries++) {
-        int g = M.grant_idx[M.grant_count - 1 - (int)rnd((uint64_t)(M.grant_count < 64 ? M.grant_count : 64))];
-        if (M.acct[g].grant_pending >= 0)
-            continue;
-        if (open_only && !M.acct[g].grant_open)
-            continue;
-        return g;
+    int cand[128], n = 0;
+    for (int k = M.grant_count - 1; k >= 0 && k >= M.grant_count - 128; k--) {
+        int g = M.grant_idx[k];
+        if (M.acct[g].grant_pending < 0 && (!open_only || M.acct[g].grant_open))
+            cand[n++] = g;
     }
-    return -1;
+    return n == 0 ? -1 : cand[rnd((uint64_t)n)];
 }
 
 static int64_t pick_amount(void)
@@ -644,6 +657,10 @@ static void op_commit(struct proto_cmd *c, struct expect *x, int batch_idx)
                           : actual > res->amount_micros ? actual - res->amount_micros : 0;
         if (res->state == R_OPEN)
             m_open_remove(r);
+        else
+            M.seen.late_commits++;
+        M.seen.overruns += overrun > 0;
+        M.seen.zero_commits += actual == 0;
         res->state = R_COMMITTED;
         res->actual_micros = actual;
         res->commit_overrun_micros = overrun;
@@ -744,9 +761,11 @@ static void op_expire(struct proto_cmd *c, struct expect *x)
         m_touch_path(res->account);
         if (res->on_expire == PROTO_ON_EXPIRE_CHARGE) {
             res->state = R_CHARGED;
+            M.seen.charged++;
             m_post(res->account, res->payee, res->amount_micros, 0, PROTO_KIND_SPEND);
         } else {
             res->state = R_EXPIRED;
+            M.seen.expired++;
         }
     }
     m_recompute_reserved();
@@ -863,6 +882,7 @@ static void op_grant_create(struct proto_cmd *c, struct expect *x, int batch_idx
         return;
     }
     M.grant_idx[M.grant_count++] = g;
+    M.seen.nested_grants += M.acct[p].is_grant;
     m_touch_path(g);
     x->status = PROTO_OK;
     x->check |= X_AMOUNT | X_EXPIRES | X_ID_NONZERO;
@@ -874,6 +894,8 @@ static void op_grant_create(struct proto_cmd *c, struct expect *x, int batch_idx
 static void op_grant_close(struct proto_cmd *c, struct expect *x)
 {
     int g = pick_grant(rnd(3) != 0);
+    if (g < 0)
+        g = pick_grant(false);
     if (g < 0 || rnd(30) == 0) {
         *c = fx_grant_close(UNKNOWN_ID_BASE + rnd(1000));
         x->status = PROTO_ERR_NOT_FOUND;
@@ -899,7 +921,8 @@ static void op_grant_close(struct proto_cmd *c, struct expect *x)
 static void op_freeze(struct proto_cmd *c, struct expect *x)
 {
     int a = pick_tree();
-    bool freeze = M.acct[a].status == LEDGER_STATUS_ACTIVE ? rnd(4) != 0 : rnd(4) == 0;
+    /* Mostly unfreeze (repeating is OK), so that few accounts are frozen. */
+    bool freeze = rnd(25) == 0;
     *c = fx_account_status(freeze ? PROTO_CMD_ACCOUNT_FREEZE : PROTO_CMD_ACCOUNT_UNFREEZE,
                            M.acct[a].name);
     if (rnd(20) == 0) {
@@ -914,7 +937,7 @@ static void op_freeze(struct proto_cmd *c, struct expect *x)
 
 /* "YYYY-MM" for 2025..2034: commands keep pointers to them. */
 #define MONTH_YEAR0 2025
-static char month_str[10 * 12][16];
+static char month_str[10 * 12][24];
 
 static void op_period_close(struct proto_cmd *c, struct expect *x)
 {
@@ -1003,6 +1026,8 @@ static bool op_key_repeat(struct proto_cmd *c, struct expect *x, bool differ)
     int k = M.key_lo + (int)rnd((uint64_t)(M.key_count - M.key_lo));
     *c = M.keys[k].cmd;
     if (!differ) {
+        M.seen.key_repeats++;
+        M.seen.key_repeats_in_batch += M.keys[k].pending >= 0;
         x->status = -1; /* taken from the stored answer */
         x->ref = REF_KEY;
         x->ref_idx = k;
@@ -1016,6 +1041,7 @@ static bool op_key_repeat(struct proto_cmd *c, struct expect *x, bool differ)
     default: c->role = c->role == PROTO_ROLE_ADMIN ? PROTO_ROLE_AGENT : PROTO_ROLE_ADMIN;
     }
     assert_false(same_request(c, &M.keys[k].cmd));
+    M.seen.key_conflicts++;
     x->status = PROTO_ERR_CONFLICT;
     return true;
 }
@@ -1142,12 +1168,62 @@ static void describe_result(const struct proto_result *r, char *out, size_t cap)
              r->name, r->message);
 }
 
+static struct ledger *the_ledger;
+
+/* The account a command acts on, for the dump on a mismatch. */
+static struct proto_str subject_of(const struct proto_cmd *c)
+{
+    static char name[PROTO_NAME_MAX + 1];
+    switch (c->type) {
+    case PROTO_CMD_RESERVE: return c->u.reserve.account;
+    case PROTO_CMD_TRANSFER: return c->u.transfer.debit;
+    case PROTO_CMD_GRANT_CREATE: return c->u.grant_create.parent;
+    case PROTO_CMD_COMMIT:
+    case PROTO_CMD_RELEASE:
+        for (int r = 0; r < M.res_count; r++) {
+            uint64_t id = c->type == PROTO_CMD_COMMIT ? c->u.commit.reservation_id
+                                                      : c->u.release.reservation_id;
+            if (M.res[r].id == id) {
+                snprintf(name, sizeof name, "%s", M.acct[M.res[r].account].name);
+                return fx_s(name);
+            }
+        }
+        return fx_s("");
+    default: return fx_s("");
+    }
+}
+
+/* Print the model's and the ledger's view of every account on the path of
+ * the command's subject (the ledger's is after the whole entry). */
+static void dump_path(const struct proto_cmd *c)
+{
+    struct proto_str s = subject_of(c);
+    int x = -1;
+    for (int i = 0; i < M.acct_count; i++)
+        if (s.len && strlen(M.acct[i].name) == s.len && memcmp(M.acct[i].name, s.ptr, s.len) == 0)
+            x = i;
+    for (; x >= 0; x = M.acct[x].parent) {
+        const struct m_account *a = &M.acct[x];
+        struct ledger_account_view v;
+        struct ledger_error err = {0};
+        memset(&v, 0, sizeof v);
+        ledger_account_get(the_ledger, a->name, &v, &err);
+        print_error("  %-40s cap %" PRId64 " status %d grant %d/%d deadline %" PRId64
+                    "\n    model  spent %" PRId64 " reserved %" PRId64 " excused %" PRId64
+                    "\n    ledger spent %" PRId64 " reserved %" PRId64 " available %" PRId64 "\n",
+                    a->name, a->cap_micros, a->status, a->is_grant, a->grant_open,
+                    a->grant_deadline_ms, a->spent_micros, a->reserved_micros,
+                    a->excused_micros, v.spent_micros, v.reserved_micros, v.available_micros);
+    }
+}
+
 static void mismatch(const struct proto_cmd *c, const struct proto_result *got,
                      const char *what, int64_t want, int64_t have)
 {
     char op[512], res[768];
     describe(c, op, sizeof op);
     describe_result(got, res, sizeof res);
+    dump_path(c);
     fail_msg("PURSER_SEED=%" PRIu64 " op %ld (entry %d, now %" PRId64 "): %s\n"
              "  %s: expected %" PRId64 ", got %" PRId64 "\n  result: %s",
              where.seed, where.op_no, where.entry_no, M.now_ms, op, what, want, have, res);
@@ -1161,6 +1237,24 @@ static void check_eq(const struct proto_cmd *c, const struct proto_result *got,
 }
 
 static const struct proto_result *batch_results;
+
+/* How often each command type met each status: printed at the end so a
+ * reader sees what the run covered. */
+static long stats[PROTO_CMD_TYPE_COUNT][PROTO_STATUS_COUNT];
+
+static void print_stats(void)
+{
+    for (int t = 1; t < PROTO_CMD_TYPE_COUNT; t++) {
+        char line[512];
+        int n = 0;
+        for (int st = 0; st < PROTO_STATUS_COUNT; st++)
+            if (stats[t][st] && n < (int)sizeof line - 40)
+                n += snprintf(line + n, sizeof line - (size_t)n, " %s=%ld",
+                              proto_status_name(st), stats[t][st]);
+        if (n > 0)
+            print_message("  %-16s%s\n", proto_cmd_type_name(t), line);
+    }
+}
 
 static void check_full(const struct proto_cmd *c, const struct proto_result *got,
                        const struct proto_result *want)
@@ -1189,6 +1283,7 @@ static void check_result(const struct proto_cmd *c, const struct expect *x,
         char op[512], res[768];
         describe(c, op, sizeof op);
         describe_result(got, res, sizeof res);
+        dump_path(c);
         fail_msg("PURSER_SEED=%" PRIu64 " op %ld (entry %d, now %" PRId64 "): %s\n"
                  "  status: expected %s, got %s\n  result: %s",
                  where.seed, where.op_no, where.entry_no, M.now_ms, op,
@@ -1220,6 +1315,7 @@ static void check_result(const struct proto_cmd *c, const struct expect *x,
         char op[512], res[768];
         describe(c, op, sizeof op);
         describe_result(got, res, sizeof res);
+        dump_path(c);
         fail_msg("PURSER_SEED=%" PRIu64 " op %ld (entry %d): %s\n  name: expected \"%s\", "
                  "got \"%s\"\n  result: %s", where.seed, where.op_no, where.entry_no, op,
                  x->name, got->name, res);
@@ -1372,7 +1468,7 @@ static int random_tz(void)
     return (int)rnd_range(-PROTO_TZ_MAX_MIN, PROTO_TZ_MAX_MIN);
 }
 
-static void build_tree(struct fx *f)
+static void build_tree(struct fx *f, struct fx *replica)
 {
     int total = (int)rnd_range(30, 60);
     for (int i = 0; i < total; i++) {
@@ -1400,6 +1496,7 @@ static void build_tree(struct fx *f)
         M.tree_idx[M.tree_count++] = idx;
         struct proto_cmd c = fx_account_create(M.acct[idx].name, cap, period, tz);
         fx_expect_ok(f, &c);
+        fx_expect_ok(replica, &c);
     }
     const char *vendors[3] = {"vendor", "vendor/openai", "vendor/anthropic"};
     int vendor_root = -1;
@@ -1410,6 +1507,7 @@ static void build_tree(struct fx *f)
             vendor_root = idx;
         struct proto_cmd c = fx_account_create(vendors[i], PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
         fx_expect_ok(f, &c);
+        fx_expect_ok(replica, &c);
     }
     M.vendor_openai = vendor_root + 1;
     M.vendor_anthropic = vendor_root + 2;
@@ -1420,23 +1518,61 @@ static void build_tree(struct fx *f)
 static int64_t next_timestamp(void)
 {
     uint64_t r = rnd(100);
-    if (r < 60)
+    if (r < 65)
         return M.now_ms + rnd_range(0, 90 * SECOND_MS);
-    if (r < 80)
+    if (r < 88)
         return M.now_ms + rnd_range(0, 2 * HOUR_MS);
-    if (r < 90) {
-        /* right before or after a period boundary of some account */
-        const struct m_account *a = &M.acct[pick_tree()];
-        int64_t s, e;
-        period_window(a->period == PROTO_PERIOD_NONE ? PROTO_PERIOD_DAY : a->period,
-                      a->tz_offset_min, M.now_ms, &s, &e);
-        return e + rnd_range(-2 * SECOND_MS, 2 * SECOND_MS);
+    if (r < 92) {
+        /* right before or after the next period boundary of any account
+         * (mostly), or of one account (a day, week or month away) */
+        int64_t next = INT64_MAX;
+        bool nearest = rnd(4) != 0;
+        for (int k = 0; k < M.tree_count; k++) {
+            const struct m_account *a = &M.acct[nearest ? M.tree_idx[k] : pick_tree()];
+            if (a->period != PROTO_PERIOD_NONE && a->period_end_ms < next)
+                next = a->period_end_ms;
+            if (!nearest && next != INT64_MAX)
+                break;
+        }
+        if (next == INT64_MAX)
+            next = M.now_ms + DAY_MS;
+        return next + rnd_range(-2 * SECOND_MS, 2 * SECOND_MS);
     }
-    if (r < 94)
+    if (r < 93)
         return M.now_ms + rnd_range(DAY_MS, 3 * DAY_MS);
     if (r < 98)
         return M.now_ms - rnd_range(0, MINUTE_MS); /* late stamp: now stays */
     return M.now_ms;
+}
+
+static void assert_same_state(struct fx *a, struct fx *b, const char *what)
+{
+    uint8_t ha[32], hb[32];
+    fx_state_hash(a, ha);
+    fx_state_hash(b, hb);
+    if (!fx_hash_equal(ha, hb))
+        fail_msg("PURSER_SEED=%" PRIu64 " after op %ld (entry %d): state hash differs: %s",
+                 where.seed, where.op_no, where.entry_no, what);
+}
+
+/* Replace the primary by a fresh ledger restored from its snapshot. */
+static void swap_in_restored(struct fx *f)
+{
+    struct fx g;
+    void *data = NULL;
+    size_t len = 0;
+    struct ledger_error err = {0};
+    if (ledger_snapshot(f->l, NULL, &data, &len, &err) != 0)
+        fail_msg("snapshot: %s", err.message);
+    fx_open(&g);
+    if (ledger_restore(g.l, data, len, &err) != 0)
+        fail_msg("restore: %s", err.message);
+    free(data);
+    assert_same_state(f, &g, "restored snapshot vs its source");
+    assert_int_equal(ledger_now_ms(g.l), ledger_now_ms(f->l));
+    fx_close(f);
+    f->l = g.l;
+    the_ledger = f->l;
 }
 
 static void free_model(void)
@@ -1450,26 +1586,30 @@ static void free_model(void)
 
 static void run(uint64_t seed, long ops)
 {
-    struct fx f;
+    struct fx f, replica;
     memset(&M, 0, sizeof M);
+    memset(stats, 0, sizeof stats);
     rng_state = seed;
     where.seed = seed;
     fx_open(&f);
+    fx_open(&replica);
     f.now_ms = FX_MON;
+    replica.now_ms = FX_MON;
     M.now_ms = FX_MON;
     M.key_str = calloc((size_t)ops + 64, sizeof *M.key_str);
     assert_non_null(M.key_str);
     for (long k = 0; k < ops + 64; k++)
         snprintf(M.key_str[k], sizeof M.key_str[k], "k%ld", k);
-    build_tree(&f);
+    the_ledger = f.l;
+    build_tree(&f, &replica);
     m_recompute_spent();
     m_recompute_reserved();
     compare_accounts(f.l, true);
 
     struct proto_cmd cmds[BATCH_MAX];
     struct expect xs[BATCH_MAX];
-    struct proto_result results[BATCH_MAX];
-    long done = 0, next_verify = VERIFY_EVERY_OPS;
+    struct proto_result results[BATCH_MAX], replica_results[BATCH_MAX];
+    long done = 0, next_verify = VERIFY_EVERY_OPS, next_restore = RESTORE_EVERY_OPS;
     while (done < ops) {
         int n = (int)rnd_range(1, BATCH_MAX);
         if (n > ops - done)
@@ -1493,6 +1633,9 @@ static void run(uint64_t seed, long ops)
         if (rc != 0)
             fail_msg("PURSER_SEED=%" PRIu64 " entry %d: ledger_apply hard error %d: %s",
                      seed, M.entry_no, rc, err.message);
+        memset(replica_results, 0, sizeof replica_results);
+        if (ledger_apply(replica.l, &e, replica_results, &err) != 0)
+            fail_msg("replica: ledger_apply hard error: %s", err.message);
         if (ledger_now_ms(f.l) != M.now_ms)
             fail_msg("PURSER_SEED=%" PRIu64 " entry %d: ledger now %" PRId64 ", model %" PRId64,
                      seed, M.entry_no, ledger_now_ms(f.l), M.now_ms);
@@ -1500,6 +1643,9 @@ static void run(uint64_t seed, long ops)
         for (int j = 0; j < n; j++) {
             where.op_no = done + j + 1;
             check_result(&cmds[j], &xs[j], &results[j]);
+            check_full(&cmds[j], &replica_results[j], &results[j]);
+            if (results[j].status >= 0 && results[j].status < PROTO_STATUS_COUNT)
+                stats[cmds[j].type][results[j].status]++;
             record_after(&xs[j], &results[j]);
         }
         settle_pending(results);
@@ -1512,9 +1658,25 @@ static void run(uint64_t seed, long ops)
         compare_accounts(f.l, checkpoint);
         if (checkpoint) {
             verify(f.l);
+            assert_same_state(&f, &replica, "replica that applied the same entries");
             next_verify += VERIFY_EVERY_OPS;
         }
+        if (done >= next_restore) {
+            swap_in_restored(&f);
+            next_restore += RESTORE_EVERY_OPS;
+        }
     }
+    print_message("property: %ld ops in %d entries, %d accounts, %d postings, "
+                  "%d reservations, %d keys, now %" PRId64 "\n", done, M.entry_no,
+                  M.acct_count, M.post_count, M.res_count, M.key_count, M.now_ms);
+    print_stats();
+    fx_close(&replica);
+    print_message("  late commits %ld, overruns %ld, zero commits %ld, expired %ld, charged %ld,"
+                  " nested grants %ld\n  key repeats %ld (%ld in the same entry), key conflicts"
+                  " %ld, period rolls %ld\n", M.seen.late_commits, M.seen.overruns,
+                  M.seen.zero_commits, M.seen.expired, M.seen.charged, M.seen.nested_grants,
+                  M.seen.key_repeats, M.seen.key_repeats_in_batch, M.seen.key_conflicts,
+                  M.seen.period_rolls);
     fx_close(&f);
     free_model();
 }

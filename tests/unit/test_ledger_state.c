@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "tests/unit/ledger_fixture.h"
 
@@ -412,6 +413,67 @@ static void test_restore_of_a_truncated_snapshot_fails_corrupt(void **state)
     fx_close(&g);
 }
 
+/* A SQLite image with the ledger's table names but not its schema is not a
+ * ledger: refused before it replaces anything. */
+static void test_restore_of_a_sqlite_database_without_the_ledger_schema_fails_corrupt(void **state)
+{
+    struct fx *f = *state;
+    create_tree(f);
+    uint8_t before[32];
+    fx_state_hash(f, before);
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "CREATE TABLE meta(x); CREATE TABLE account(x);"
+                                  " CREATE TABLE journal(x); CREATE TABLE reservation(x);"
+                                  " CREATE TABLE grants(x); CREATE TABLE idem(x);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_int64 n = 0;
+    unsigned char *img = sqlite3_serialize(db, "main", &n, 0);
+    assert_non_null(img);
+    struct ledger_error err = {0};
+    int rc = ledger_restore(f->l, img, (size_t)n, &err);
+    sqlite3_free(img);
+    sqlite3_close(db);
+    if (rc != LEDGER_ECORRUPT)
+        fail_msg("restore returned %d (%s), expected LEDGER_ECORRUPT", rc, err.message);
+    fx_assert_hash(f, before);
+    fx_spend(f, "acme/eng/bot", 1 * USD);
+}
+
+/* Every page after the first scrambled: the tables are there, their
+ * contents are not. */
+static void test_restore_of_a_snapshot_with_scrambled_pages_fails_corrupt(void **state)
+{
+    struct fx *f = *state, g;
+    create_tree(f);
+    struct script s = {.rng = 37};
+    script_run(f, &s, 100);
+    void *data;
+    size_t len;
+    snapshot(f, &data, &len);
+    assert_true(len > 8192);
+    unsigned char *bytes = data;
+    for (size_t i = 4096 + 8; i < len; i += 7)
+        bytes[i] ^= 0x5a;
+
+    fx_open(&g);
+    g.now_ms = FX_MON;
+    create_tree(&g);
+    uint8_t before[32];
+    fx_state_hash(&g, before);
+    struct ledger_error err = {0};
+    int rc = ledger_restore(g.l, data, len, &err);
+    free(data);
+    if (rc != LEDGER_ECORRUPT)
+        fail_msg("restore returned %d (%s), expected LEDGER_ECORRUPT", rc, err.message);
+    fx_assert_hash(&g, before);
+    fx_spend(&g, "acme/eng/bot", 1 * USD);
+    fx_close(&g);
+}
+
 static void test_ledger_stays_usable_after_a_failed_restore(void **state)
 {
     struct fx *f = *state;
@@ -663,6 +725,8 @@ int main(void)
         T(test_restore_of_garbage_fails_corrupt_and_changes_nothing),
         T(test_restore_of_empty_bytes_fails_corrupt),
         T(test_restore_of_a_truncated_snapshot_fails_corrupt),
+        T(test_restore_of_a_sqlite_database_without_the_ledger_schema_fails_corrupt),
+        T(test_restore_of_a_snapshot_with_scrambled_pages_fails_corrupt),
         T(test_ledger_stays_usable_after_a_failed_restore),
         T(test_verify_finds_nothing_on_a_fresh_ledger),
         T(test_verify_finds_nothing_on_a_busy_ledger),
