@@ -9,6 +9,27 @@
 
 #include "ledger/internal.h"
 
+/* Every page readable and every index consistent (PRAGMA quick_check). */
+static int snapshot_integrity(sqlite3 *db, struct ledger_error *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = LEDGER_ECORRUPT;
+    if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW) {
+        const char *r = (const char *)sqlite3_column_text(s, 0);
+        if (r && strcmp(r, "ok") == 0)
+            rc = 0;
+        else
+            snprintf(err->message, sizeof err->message, "snapshot fails its integrity check: %s",
+                     r ? r : "?");
+    } else {
+        snprintf(err->message, sizeof err->message, "snapshot fails its integrity check: %s",
+                 sqlite3_errmsg(db));
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
 int ledger_snapshot(struct ledger *l, void *(*alloc)(size_t), void **data, size_t *len,
                     struct ledger_error *err)
 {
@@ -78,28 +99,41 @@ int ledger_restore(struct ledger *l, const void *data, size_t len, struct ledger
     int rc = snapshot_check(data, len, err);
     if (rc)
         return rc;
+    /* Build a whole new ledger from the image; only when every check passed
+     * does it replace this one, so a bad image changes nothing. */
+    struct ledger *fresh = NULL;
+    rc = ledger_open(&fresh, NULL, err);
+    if (rc)
+        return rc;
     unsigned char *copy = sqlite3_malloc64(len);
     if (!copy) {
+        ledger_close(fresh);
         err->code = LEDGER_ENOMEM;
         snprintf(err->message, sizeof err->message, "no memory to restore %zu bytes", len);
         return LEDGER_ENOMEM;
     }
     memcpy(copy, data, len);
-    store_finalize(l);
-    if (sqlite3_deserialize(l->db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
-                            SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE) !=
-        SQLITE_OK) {
-        rc = store_sql_error(l, err, "deserialize");
-        store_prepare(l, err);
+    store_finalize(fresh);
+    rc = sqlite3_deserialize(fresh->db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
+                             SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+    if (rc != SQLITE_OK) {
+        rc = store_sql_error(fresh, err, "deserialize");
+        ledger_close(fresh);
         return rc;
     }
-    store_lift_size_limit(l);
+    store_lift_size_limit(fresh);
     const char *pragmas = "PRAGMA synchronous=OFF; PRAGMA journal_mode=MEMORY;"
                           " PRAGMA temp_store=MEMORY; PRAGMA secure_delete=OFF;";
-    if (sqlite3_exec(l->db, pragmas, NULL, NULL, NULL) != SQLITE_OK)
-        return store_sql_error(l, err, "pragmas after restore");
-    rc = store_prepare(l, err);
-    if (rc == 0)
-        rc = store_cache_load(l, err);
-    return rc;
+    if (sqlite3_exec(fresh->db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
+        snapshot_integrity(fresh->db, err) != 0 || store_prepare(fresh, err) != 0 ||
+        store_cache_load(fresh, err) != 0) {
+        ledger_close(fresh);
+        err->code = LEDGER_ECORRUPT;
+        return LEDGER_ECORRUPT;
+    }
+    struct ledger old = *l;
+    *l = *fresh;
+    *fresh = old;
+    ledger_close(fresh);
+    return 0;
 }

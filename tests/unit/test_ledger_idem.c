@@ -301,6 +301,92 @@ static void test_same_key_with_other_metadata_is_a_conflict(void **state)
     fx_assert_hash(f, before);
 }
 
+/* Apply `first` under key "k1", then each variant under the same key: every
+ * one must be a conflict that changes nothing. */
+static void assert_variants_conflict(struct fx *f, const struct proto_cmd *first,
+                                     const struct proto_cmd *variants, int n)
+{
+    struct proto_cmd c = fx_keyed(*first, "k1");
+    fx_apply(f, &c);
+    for (int i = 0; i < n; i++) {
+        struct proto_cmd v = fx_keyed(variants[i], "k1");
+        uint8_t before[32];
+        fx_state_hash(f, before);
+        if (fx_apply(f, &v) != PROTO_ERR_CONFLICT)
+            fail_msg("variant %d: expected conflict, got %s", i,
+                     proto_status_name(f->res.status));
+        fx_assert_hash(f, before);
+    }
+}
+
+static void test_same_key_with_any_reserve_field_changed_is_a_conflict(void **state)
+{
+    struct fx *f = *state;
+    struct proto_cmd base = fx_reserve("acme/bot", 10 * USD, MINUTE_MS);
+    struct proto_cmd v[6];
+    for (int i = 0; i < 6; i++)
+        v[i] = base;
+    v[0].u.reserve.account = fx_s("acme/ops");
+    v[1].u.reserve.payee = fx_s("vendor/anthropic");
+    v[2].u.reserve.amount_micros += 1;
+    v[3].u.reserve.ttl_ms += 1;
+    v[4].u.reserve.on_expire = PROTO_ON_EXPIRE_CHARGE;
+    fx_meta_add(&v[5], "task_id", "t-1");
+    assert_variants_conflict(f, &base, v, 6);
+}
+
+static void test_same_key_with_any_commit_field_changed_is_a_conflict(void **state)
+{
+    struct fx *f = *state;
+    uint64_t id1 = fx_reserve_ok(f, "acme/bot", 10 * USD);
+    uint64_t id2 = fx_reserve_ok(f, "acme/bot", 10 * USD);
+    struct proto_cmd base = fx_commit(id1, 5 * USD);
+    struct proto_cmd v[3] = {fx_commit(id2, 5 * USD), fx_commit(id1, 6 * USD), base};
+    fx_meta_add(&v[2], "task_id", "t-1");
+    assert_variants_conflict(f, &base, v, 3);
+}
+
+static void test_same_key_with_any_transfer_field_changed_is_a_conflict(void **state)
+{
+    struct fx *f = *state;
+    struct proto_cmd base = fx_transfer("acme/bot", "acme/ops", 5 * USD, PROTO_KIND_CHARGEBACK);
+    struct proto_cmd v[5] = {
+        fx_transfer("acme/ops", "acme/bot", 5 * USD, PROTO_KIND_CHARGEBACK),
+        fx_transfer("acme/bot", "vendor/openai", 5 * USD, PROTO_KIND_CHARGEBACK),
+        fx_transfer("acme/bot", "acme/ops", 6 * USD, PROTO_KIND_CHARGEBACK),
+        fx_transfer("acme/bot", "acme/ops", 5 * USD, PROTO_KIND_ADJUSTMENT),
+        base};
+    v[3].role = PROTO_ROLE_AGENT;
+    fx_meta_add(&v[4], "task_id", "t-1");
+    assert_variants_conflict(f, &base, v, 5);
+}
+
+static void test_same_key_with_any_grant_field_changed_is_a_conflict(void **state)
+{
+    struct fx *f = *state;
+    struct proto_cmd base = fx_grant_create("acme/bot", 5 * USD, MINUTE_MS);
+    struct proto_cmd v[5] = {base, base, base, base, base};
+    v[0].u.grant_create.parent = fx_s("acme/ops");
+    v[1].u.grant_create.workflow = fx_s("other");
+    v[2].u.grant_create.amount_micros += 1;
+    v[3].u.grant_create.ttl_ms += 1;
+    fx_meta_add(&v[4], "task_id", "t-1");
+    assert_variants_conflict(f, &base, v, 5);
+}
+
+static void test_same_key_with_any_account_field_changed_is_a_conflict(void **state)
+{
+    struct fx *f = *state;
+    struct proto_cmd base = fx_account_create("acme/new", 10 * USD, PROTO_PERIOD_DAY, 60);
+    struct proto_cmd v[5] = {base, base, base, base, base};
+    v[0].u.account.name = fx_s("acme/other");
+    v[1].u.account.cap_micros += 1;
+    v[2].u.account.period = PROTO_PERIOD_WEEK;
+    v[3].u.account.tz_offset_min = 120;
+    fx_meta_add(&v[4], "team", "x");
+    assert_variants_conflict(f, &base, v, 5);
+}
+
 static void test_same_key_after_a_refusal_with_another_request_is_a_conflict(void **state)
 {
     struct fx *f = *state;
@@ -423,6 +509,29 @@ static void test_key_pruned_by_expire_after_24h_applies_anew(void **state)
     assert_int_equal(fx_view(f, "acme").reserved_micros, 10 * USD);
 }
 
+/* "older than 24 h": a key exactly 24 h old is still remembered. */
+static void test_key_exactly_24h_old_survives_expire(void **state)
+{
+    struct fx *f = *state;
+    struct proto_cmd c = fx_keyed(fx_reserve("acme/bot", 10 * USD, MINUTE_MS), "k1");
+    fx_expect_ok(f, &c);
+    struct proto_result first = f->res;
+    fx_tick(f, FX_MON + LEDGER_IDEM_WINDOW_MS);
+    fx_apply(f, &c);
+    assert_result_equal(&f->res, &first);
+}
+
+static void test_key_24h_and_1ms_old_is_pruned_by_expire(void **state)
+{
+    struct fx *f = *state;
+    struct proto_cmd c = fx_keyed(fx_reserve("acme/bot", 10 * USD, MINUTE_MS), "k1");
+    fx_expect_ok(f, &c);
+    uint64_t first_id = f->res.id;
+    fx_tick(f, FX_MON + LEDGER_IDEM_WINDOW_MS + 1);
+    fx_expect_ok(f, &c);
+    assert_int_not_equal(f->res.id, first_id);
+}
+
 static void test_pruned_key_accepts_another_request(void **state)
 {
     struct fx *f = *state;
@@ -493,6 +602,11 @@ int main(void)
         T(test_same_key_with_another_command_type_is_a_conflict),
         T(test_same_key_with_another_role_is_a_conflict),
         T(test_same_key_with_other_metadata_is_a_conflict),
+        T(test_same_key_with_any_reserve_field_changed_is_a_conflict),
+        T(test_same_key_with_any_commit_field_changed_is_a_conflict),
+        T(test_same_key_with_any_transfer_field_changed_is_a_conflict),
+        T(test_same_key_with_any_grant_field_changed_is_a_conflict),
+        T(test_same_key_with_any_account_field_changed_is_a_conflict),
         T(test_same_key_after_a_refusal_with_another_request_is_a_conflict),
         T(test_conflict_keeps_the_first_result_for_the_key),
         T(test_distinct_keys_apply_independently),
@@ -502,6 +616,8 @@ int main(void)
         T(test_repeat_in_a_later_batch_of_a_batched_key_returns_the_first_result),
         T(test_key_survives_expire_within_24h),
         T(test_key_pruned_by_expire_after_24h_applies_anew),
+        T(test_key_exactly_24h_old_survives_expire),
+        T(test_key_24h_and_1ms_old_is_pruned_by_expire),
         T(test_pruned_key_accepts_another_request),
         T(test_pruned_refusal_is_decided_anew),
         T(test_key_survives_snapshot_and_restore),

@@ -2,9 +2,9 @@
  * test_ledger_property.c — the property test: a long random sequence of
  * operations (reserve, commit with less / equal / more / nothing, release,
  * expire with time jumps across day, week and month boundaries, chargebacks,
- * admin adjustments, grants, freeze / unfreeze, period close, keyed repeats
- * and key conflicts) over a random tree of accounts with mixed caps, periods
- * and UTC offsets, batched 1–50 commands per entry.
+ * admin adjustments, grants, freeze / unfreeze, cap updates, period close,
+ * keyed repeats and key conflicts) over a random tree of accounts with mixed
+ * caps, periods and UTC offsets, batched 1–50 commands per entry.
  *
  * A small reference model, written straight from docs/ledger-rules.md with
  * arrays and linear scans, predicts every result and, after every entry,
@@ -13,7 +13,9 @@
  * from the list of open reservations after every command.  ledger_verify runs
  * every 1000 operations and at the end, and the model checks invariant 2
  * (no capped account over its cap except by recorded overruns and
- * adjustments) after every entry.
+ * adjustments) after every entry.  A replica ledger applies the same entries
+ * and must answer the same and hash the same; every 10 000 operations the
+ * primary is replaced by a restore of its own snapshot.
  *
  * PURSER_SEED picks the seed (default below), PURSER_PROPERTY_OPS the number
  * of operations (default 100 000).  A mismatch prints the seed, the
@@ -918,6 +920,31 @@ static void op_grant_close(struct proto_cmd *c, struct expect *x)
     }
 }
 
+/* A new cap (only the cap: see docs/ledger-rules.md, account update); one
+ * below the current spent + reserved is a conflict. */
+static void op_update_cap(struct proto_cmd *c, struct expect *x)
+{
+    int a = pick_tree();
+    struct m_account *acc = &M.acct[a];
+    int64_t used = acc->spent_micros + acc->reserved_micros;
+    int64_t cap = PROTO_CAP_NONE;
+    uint64_t r = rnd(10);
+    if (acc->cap_micros == PROTO_CAP_NONE && rnd(5) != 0)
+        r = 9; /* mostly keep uncapped accounts uncapped */
+    if (r < 7)
+        cap = used + rnd_range(100 * USD, 5000 * USD);
+    else if (r < 9)
+        cap = rnd_range(0, used + 1);
+    *c = fx_account_update(acc->name, cap, PROTO_UNSET, PROTO_UNSET);
+    if (cap != PROTO_CAP_NONE && cap < used) {
+        x->status = PROTO_ERR_CONFLICT;
+        return;
+    }
+    acc->cap_micros = cap;
+    acc->touched_entry = M.entry_no;
+    x->status = PROTO_OK;
+}
+
 static void op_freeze(struct proto_cmd *c, struct expect *x)
 {
     int a = pick_tree();
@@ -1000,6 +1027,12 @@ static bool same_request(const struct proto_cmd *a, const struct proto_cmd *b)
                same_str(a->u.status.reason, b->u.status.reason);
     case PROTO_CMD_PERIOD_CLOSE:
         return same_str(a->u.period_close.month, b->u.period_close.month);
+    case PROTO_CMD_ACCOUNT_UPDATE:
+        return same_str(a->u.account.name, b->u.account.name) &&
+               a->u.account.cap_micros == b->u.account.cap_micros &&
+               a->u.account.period == b->u.account.period &&
+               a->u.account.tz_offset_min == b->u.account.tz_offset_min &&
+               a->u.account.has_tags == b->u.account.has_tags;
     default:
         return true;
     }
@@ -1068,8 +1101,10 @@ static void op_fresh(struct proto_cmd *c, struct expect *x, int batch_idx)
         op_grant_create(c, x, batch_idx);
     else if (r < 930)
         op_grant_close(c, x);
-    else if (r < 975)
+    else if (r < 967)
         op_freeze(c, x);
+    else if (r < 975)
+        op_update_cap(c, x);
     else if (r < 980)
         op_period_close(c, x);
     else
@@ -1152,6 +1187,10 @@ static void describe(const struct proto_cmd *c, char *out, size_t cap)
     case PROTO_CMD_PERIOD_CLOSE:
         snprintf(out, cap, "month=%.*s", (int)c->u.period_close.month.len,
                  c->u.period_close.month.ptr);
+        break;
+    case PROTO_CMD_ACCOUNT_UPDATE:
+        snprintf(out, cap, "name=%.*s cap=%" PRId64, (int)c->u.account.name.len,
+                 c->u.account.name.ptr, c->u.account.cap_micros);
         break;
     default:
         break;

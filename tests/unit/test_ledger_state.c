@@ -566,6 +566,24 @@ static void test_journal_month_leaves_out_the_neighbouring_months(void **state)
     assert_int_equal(fx_journal(f, 2027, 1, NULL, 0), 0);
 }
 
+static void test_journal_month_december_ends_at_the_new_year(void **state)
+{
+    struct fx *f = *state;
+    create_tree(f);
+    const int64_t jan1_ms = DEC1_MS + 31 * FX_DAY_MS; /* 2027-01-01 00:00 UTC */
+    struct proto_cmd t = fx_transfer("acme/eng", "acme/ops", 1 * USD, PROTO_KIND_CHARGEBACK);
+    f->now_ms = jan1_ms - 1;
+    fx_expect_ok(f, &t);
+    f->now_ms = jan1_ms;
+    fx_expect_ok(f, &t);
+
+    struct ledger_posting_view p[2];
+    assert_int_equal(fx_journal(f, 2026, 12, p, 2), 1);
+    assert_int_equal(p[0].ts_ms, jan1_ms - 1);
+    assert_int_equal(fx_journal(f, 2027, 1, p, 2), 1);
+    assert_int_equal(p[0].ts_ms, jan1_ms);
+}
+
 static void test_journal_month_of_an_empty_month_calls_nothing(void **state)
 {
     struct fx *f = *state;
@@ -733,6 +751,7 @@ int main(void)
         T(test_verify_finds_nothing_across_period_boundaries),
         T(test_journal_month_lists_that_months_postings_in_order),
         T(test_journal_month_leaves_out_the_neighbouring_months),
+        T(test_journal_month_december_ends_at_the_new_year),
         T(test_journal_month_of_an_empty_month_calls_nothing),
         T(test_journal_month_records_a_commit_with_its_reservation_and_overrun),
         T(test_journal_month_stops_when_the_callback_says_so),
