@@ -1,0 +1,132 @@
+/*
+ * fsm.c — the raft state machine: the ledger.
+ *
+ * The ledger lives in memory and is rebuilt at every start from the last
+ * snapshot plus the log (PITFALLS.md: raft re-applies every entry after the
+ * snapshot, so a persistent database would double-apply).  Entries carry a
+ * first byte saying what they are: a ledger batch, a checkpoint (record the
+ * state hash at this exact index, for `cluster verify`), or a restore image.
+ *
+ * apply never fails for a refused command — refusals are results — and
+ * returns non-zero only when the ledger itself failed (out of memory), which
+ * raft treats as fatal: this replica cannot follow the others any more.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/node.h"
+
+static int fsm_apply_ledger(struct node *n, const struct raft_buffer *buf)
+{
+    struct proto_entry e;
+    struct proto_error perr;
+    n->apply_count = 0;
+    if (proto_entry_decode(buf->base, buf->len, &e, n->apply_cmds, PROTO_BATCH_MAX, &perr) !=
+        0) {
+        /* Only the leader writes entries, after validating every command:
+         * this is a bug, the same on every replica.  Skip it everywhere. */
+        fprintf(stderr, "purserd: skipping undecodable entry at %llu: %s\n",
+                (unsigned long long)(raft_last_applied(&n->raft) + 1), perr.message);
+        return 0;
+    }
+    struct ledger_error err;
+    int rc = ledger_apply(n->ledger, &e, n->apply_results, &err);
+    if (rc != 0) {
+        fprintf(stderr, "purserd: ledger failed at entry %llu: %s\n",
+                (unsigned long long)(raft_last_applied(&n->raft) + 1), err.message);
+        return RAFT_NOMEM;
+    }
+    n->apply_count = e.cmd_count;
+    return 0;
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct node *n = fsm->data;
+    *result = n;
+    n->apply_count = 0;
+    if (buf->len == 0)
+        return 0;
+    const uint8_t *p = buf->base;
+    raft_index index = raft_last_applied(&n->raft) + 1;
+    switch (p[0]) {
+    case NODE_ENTRY_LEDGER:
+        return fsm_apply_ledger(n, buf);
+    case NODE_ENTRY_NOOP:
+        return 0;
+    case NODE_ENTRY_CHECKPOINT:
+        node_checkpoint_record(n, index);
+        return 0;
+    case NODE_ENTRY_RESTORE: {
+        struct ledger_error err;
+        if (ledger_restore(n->ledger, p + 1, buf->len - 1, &err) != 0)
+            /* Checked by the leader before proposing: the same everywhere. */
+            fprintf(stderr, "purserd: restore entry at %llu refused: %s\n",
+                    (unsigned long long)index, err.message);
+        return 0;
+    }
+    default:
+        fprintf(stderr, "purserd: skipping entry of unknown type 0x%02x at %llu\n", p[0],
+                (unsigned long long)index);
+        return 0;
+    }
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct node *n = fsm->data;
+    struct raft_buffer *b = raft_malloc(sizeof *b);
+    if (!b)
+        return RAFT_NOMEM;
+    struct ledger_error err;
+    if (ledger_snapshot(n->ledger, raft_malloc, &b->base, &b->len, &err) != 0) {
+        raft_free(b);
+        fprintf(stderr, "purserd: snapshot failed: %s\n", err.message);
+        return RAFT_NOMEM;
+    }
+    *bufs = b;
+    *n_bufs = 1;
+    return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                                 unsigned *n_bufs)
+{
+    (void)fsm;
+    for (unsigned i = 0; i < *n_bufs; i++)
+        raft_free((*bufs)[i].base);
+    raft_free(*bufs);
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct node *n = fsm->data;
+    struct ledger_error err;
+    int rc = ledger_restore(n->ledger, buf->base, buf->len, &err);
+    raft_free(buf->base);
+    if (rc != 0) {
+        fprintf(stderr, "purserd: snapshot restore failed: %s\n", err.message);
+        return RAFT_CORRUPT;
+    }
+    return 0;
+}
+
+int fsm_init(struct node *n)
+{
+    n->apply_cmds = calloc(PROTO_BATCH_MAX, sizeof *n->apply_cmds);
+    n->apply_results = calloc(PROTO_BATCH_MAX, sizeof *n->apply_results);
+    if (!n->apply_cmds || !n->apply_results)
+        return -1;
+    memset(&n->fsm, 0, sizeof n->fsm);
+    n->fsm.version = 2;
+    n->fsm.data = n;
+    n->fsm.apply = fsm_apply;
+    n->fsm.snapshot = fsm_snapshot;
+    n->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    n->fsm.restore = fsm_restore;
+    return 0;
+}

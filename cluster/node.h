@@ -1,0 +1,125 @@
+/*
+ * node.h — one purserd node: a raft member whose state machine is the ledger,
+ * and the RPC server in front of it.  Everything runs on one libuv loop.
+ *
+ *   purserd.c  flags, signals, start and stop
+ *   node.c     raft setup, membership, leader clock, expire timer, shutdown
+ *   nodelay.c  raft transport wrapper: TCP_NODELAY, "RAFT/RPC" addresses
+ *   fsm.c      the raft FSM over the ledger (apply, snapshot, restore)
+ *   server.c   RPC listener, connections, framing, handshake, dispatch
+ *   batch.c    group commit: calls of one loop turn -> one raft entry
+ *   methods.c  read, status, hash, membership and backup methods
+ */
+#ifndef PURSER_NODE_H
+#define PURSER_NODE_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <uv.h>
+
+#include "ledger/ledger.h"
+#include "proto/rpc.h"
+
+#define NODE_ADDR_MAX 64              /* "a.b.c.d:port" */
+#define NODE_CHECKPOINTS_MAX 16       /* state hashes remembered */
+#define NODE_EXPIRE_INTERVAL_MS 1000  /* leader proposes expire(now) */
+#define NODE_ENTRIES_IN_FLIGHT_MAX 16 /* raft entries proposed, not applied */
+#define NODE_BATCH_BYTES_MAX (4u << 20)
+#define NODE_QUEUE_MAX 65536          /* calls waiting for an entry */
+
+/* First byte of a raft entry: what it carries. */
+#define NODE_ENTRY_LEDGER PROTO_VERSION /* a ledger entry (proto.h) */
+#define NODE_ENTRY_CHECKPOINT 0x81      /* record the state hash here */
+#define NODE_ENTRY_RESTORE 0x82         /* replace the ledger with an image */
+#define NODE_ENTRY_NOOP 0x83            /* the `noop` baseline: nothing applied */
+#define NODE_NOOP_BYTES 64              /* payload per noop call, like a command */
+
+struct node_options {
+    raft_id id;
+    char raft_addr[NODE_ADDR_MAX];
+    char rpc_addr[NODE_ADDR_MAX];
+    char data_dir[512];
+    char bootstrap[2048];  /* "ID@RAFT/RPC,..." or "" */
+    char join[NODE_ADDR_MAX]; /* rpc address of a member, or "" */
+    bool is_no_auth;
+    struct rpc_auth auth;
+    unsigned election_timeout_ms;
+    unsigned heartbeat_timeout_ms;
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
+    char restore_file[512]; /* --restore FILE: seed an empty data dir */
+};
+
+struct node_checkpoint {
+    raft_index index;
+    uint8_t hash[32];
+};
+
+struct server;
+struct batch;
+struct pc_client;
+
+struct node {
+    uv_loop_t *loop;
+    struct node_options opt;
+    struct ledger *ledger;
+
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport tcp;      /* the real TCP transport */
+    struct raft_uv_transport transport; /* our wrapper around it */
+    struct raft_fsm fsm;
+
+    struct server *server;
+    struct batch *batch;
+
+    uv_timer_t expire_timer;
+    uv_timer_t stop_timer;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    struct raft_transfer transfer_req;
+    bool is_stopping;
+    bool is_raft_closed;
+
+    int64_t last_stamp_ms; /* the leader's entry timestamps never go back */
+
+    /* Results of the entry being applied (read by batch.c's apply cb, which
+     * raft calls right after fsm apply on the same loop turn). */
+    struct proto_cmd *apply_cmds;
+    struct proto_result *apply_results;
+    uint32_t apply_count;
+
+    struct node_checkpoint checkpoints[NODE_CHECKPOINTS_MAX];
+    uint32_t checkpoint_next;
+
+    /* --join: the client that asks a member to add us. */
+    struct pc_client *join_client;
+    uv_timer_t join_timer;
+    bool is_joined;
+};
+
+/* node.c */
+int node_start(struct node *n, uv_loop_t *loop, const struct node_options *o, char *msg,
+               size_t cap);
+void node_stop(struct node *n); /* transfer leadership, close, leave the loop */
+bool node_is_leader(struct node *n);
+/* The leader's id and rpc address ("" when unknown). */
+void node_leader(struct node *n, raft_id *id, char *rpc, size_t cap);
+/* Split "RAFT/RPC" into its parts (rpc "" when absent). */
+void node_addr_split(const char *addr, char *raft_part, size_t raft_cap, char *rpc_part,
+                     size_t rpc_cap);
+/* A timestamp for a new entry: wall clock, never behind the last one. */
+int64_t node_stamp(struct node *n);
+void node_checkpoint_record(struct node *n, raft_index index);
+
+/* fsm.c */
+int fsm_init(struct node *n);
+
+/* nodelay.c */
+int nodelay_transport_init(struct raft_uv_transport *outer, struct raft_uv_transport *inner);
+
+/* server.c */
+int server_start(struct node *n, char *msg, size_t cap);
+void server_stop(struct server *s);
+
+#endif
