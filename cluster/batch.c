@@ -121,12 +121,13 @@ static void batch_apply_cb(struct raft_apply *req, int status, void *result)
     free(e);
 }
 
-/* Entry bytes: version, [timestamp, [cmd...]] around the encoded commands. */
+/* Entry bytes: the proto entry (version, [timestamp, [cmd...]]) around the
+ * encoded commands, inside a node entry. */
 static void *batch_entry_bytes(struct batch *b, int64_t ts, size_t *len)
 {
     uint8_t head[16];
     size_t h = 0;
-    head[h++] = NODE_ENTRY_LEDGER;
+    head[h++] = PROTO_VERSION;
     head[h++] = 0x92; /* [timestamp, commands] */
     head[h++] = 0xd3; /* int64 */
     for (int i = 7; i >= 0; i--)
@@ -134,12 +135,11 @@ static void *batch_entry_bytes(struct batch *b, int64_t ts, size_t *len)
     head[h++] = 0xdc; /* array 16: PROTO_BATCH_MAX < 65536 */
     head[h++] = (uint8_t)(b->count >> 8);
     head[h++] = (uint8_t)b->count;
-    *len = h + b->cmds.len;
-    uint8_t *buf = raft_malloc(*len);
+    uint8_t *buf = node_entry_alloc(NODE_ENTRY_LEDGER, h + b->cmds.len, len);
     if (!buf)
         return NULL;
-    memcpy(buf, head, h);
-    memcpy(buf + h, b->cmds.data, b->cmds.len);
+    memcpy(buf + NODE_ENTRY_HEADER_BYTES, head, h);
+    memcpy(buf + NODE_ENTRY_HEADER_BYTES + h, b->cmds.data, b->cmds.len);
     return buf;
 }
 
@@ -178,17 +178,17 @@ static void batch_flush_noops(struct node *n)
         b->noop_count = 0;
         return;
     }
-    size_t len = 1 + (size_t)b->noop_count * NODE_NOOP_BYTES;
+    size_t len = 0;
     struct batch_entry *e = malloc(sizeof *e + b->noop_count * sizeof e->calls[0]);
-    uint8_t *buf = e ? raft_malloc(len) : NULL;
+    uint8_t *buf = e ? node_entry_alloc(NODE_ENTRY_NOOP, (size_t)b->noop_count * NODE_NOOP_BYTES,
+                                        &len)
+                     : NULL;
     if (!buf) {
         free(e);
         batch_fail_calls(n, b->noops, b->noop_count, RPC_E_INTERNAL, "out of memory");
         b->noop_count = 0;
         return;
     }
-    memset(buf, 0, len);
-    buf[0] = NODE_ENTRY_NOOP;
     e->node = n;
     e->count = b->noop_count;
     memcpy(e->calls, b->noops, b->noop_count * sizeof e->calls[0]);

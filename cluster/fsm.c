@@ -17,13 +17,43 @@
 
 #include "cluster/node.h"
 
-static int fsm_apply_ledger(struct node *n, const struct raft_buffer *buf)
+void *node_entry_alloc(int type, size_t payload_len, size_t *total_len)
+{
+    if (payload_len > UINT32_MAX)
+        return NULL;
+    size_t len = NODE_ENTRY_HEADER_BYTES + ((payload_len + 7) & ~(size_t)7);
+    uint8_t *buf = raft_malloc(len);
+    if (!buf)
+        return NULL;
+    memset(buf, 0, len);
+    buf[0] = (uint8_t)type;
+    for (int i = 0; i < 4; i++)
+        buf[4 + i] = (uint8_t)(payload_len >> (8 * i));
+    *total_len = len;
+    return buf;
+}
+
+int node_entry_parse(const void *buf, size_t len, int *type, const uint8_t **payload,
+                     size_t *payload_len)
+{
+    const uint8_t *p = buf;
+    if (len < NODE_ENTRY_HEADER_BYTES || len % 8 != 0)
+        return -1;
+    size_t n = (size_t)p[4] | (size_t)p[5] << 8 | (size_t)p[6] << 16 | (size_t)p[7] << 24;
+    if (n > len - NODE_ENTRY_HEADER_BYTES)
+        return -1;
+    *type = p[0];
+    *payload = p + NODE_ENTRY_HEADER_BYTES;
+    *payload_len = n;
+    return 0;
+}
+
+static int fsm_apply_ledger(struct node *n, const uint8_t *payload, size_t len)
 {
     struct proto_entry e;
     struct proto_error perr;
     n->apply_count = 0;
-    if (proto_entry_decode(buf->base, buf->len, &e, n->apply_cmds, PROTO_BATCH_MAX, &perr) !=
-        0) {
+    if (proto_entry_decode(payload, len, &e, n->apply_cmds, PROTO_BATCH_MAX, &perr) != 0) {
         /* Only the leader writes entries, after validating every command:
          * this is a bug, the same on every replica.  Skip it everywhere. */
         fprintf(stderr, "purserd: skipping undecodable entry at %llu: %s\n",
@@ -46,13 +76,18 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     struct node *n = fsm->data;
     *result = n;
     n->apply_count = 0;
-    if (buf->len == 0)
-        return 0;
-    const uint8_t *p = buf->base;
     raft_index index = raft_last_applied(&n->raft) + 1;
-    switch (p[0]) {
+    int type = 0;
+    const uint8_t *p = NULL;
+    size_t len = 0;
+    if (node_entry_parse(buf->base, buf->len, &type, &p, &len) != 0) {
+        fprintf(stderr, "purserd: skipping malformed entry at %llu\n",
+                (unsigned long long)index);
+        return 0;
+    }
+    switch (type) {
     case NODE_ENTRY_LEDGER:
-        return fsm_apply_ledger(n, buf);
+        return fsm_apply_ledger(n, p, len);
     case NODE_ENTRY_NOOP:
         return 0;
     case NODE_ENTRY_CHECKPOINT:
@@ -60,14 +95,14 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         return 0;
     case NODE_ENTRY_RESTORE: {
         struct ledger_error err;
-        if (ledger_restore(n->ledger, p + 1, buf->len - 1, &err) != 0)
+        if (ledger_restore(n->ledger, p, len, &err) != 0)
             /* Checked by the leader before proposing: the same everywhere. */
             fprintf(stderr, "purserd: restore entry at %llu refused: %s\n",
                     (unsigned long long)index, err.message);
         return 0;
     }
     default:
-        fprintf(stderr, "purserd: skipping entry of unknown type 0x%02x at %llu\n", p[0],
+        fprintf(stderr, "purserd: skipping entry of unknown type 0x%02x at %llu\n", type,
                 (unsigned long long)index);
         return 0;
     }

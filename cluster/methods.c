@@ -600,13 +600,13 @@ static void method_checkpoint(struct node *n, struct conn *c, uint32_t id, struc
         conn_reply_not_leader(c, id);
         return;
     }
-    uint8_t *buf = raft_malloc(1);
+    size_t len = 0;
+    uint8_t *buf = node_entry_alloc(NODE_ENTRY_CHECKPOINT, 0, &len);
     if (!buf) {
         conn_reply_error(c, id, RPC_E_INTERNAL, "out of memory");
         return;
     }
-    buf[0] = NODE_ENTRY_CHECKPOINT;
-    int rv = batch_propose_raw(n, c, id, buf, 1);
+    int rv = batch_propose_raw(n, c, id, buf, len);
     if (rv != 0)
         conn_reply_error(c, id, RPC_E_UNAVAILABLE, raft_strerror(rv));
 }
@@ -958,7 +958,8 @@ static void method_backup(struct node *n, struct conn *c, uint32_t id, struct mp
 }
 
 static struct {
-    uint8_t *data; /* raft_malloc'd: 1 type byte + image */
+    uint8_t *data; /* a node entry (node_entry_alloc) whose payload is the image */
+    size_t entry_len;
     size_t total;
     size_t have;
 } methods_restore;
@@ -985,21 +986,21 @@ static void method_restore(struct node *n, struct conn *c, uint32_t id, struct m
     }
     if (offset == 0) {
         raft_free(methods_restore.data);
-        methods_restore.data = raft_malloc(total + 1);
+        methods_restore.data = node_entry_alloc(NODE_ENTRY_RESTORE, total,
+                                                &methods_restore.entry_len);
         methods_restore.total = total;
         methods_restore.have = 0;
         if (!methods_restore.data) {
             conn_reply_error(c, id, RPC_E_INTERNAL, "out of memory");
             return;
         }
-        methods_restore.data[0] = NODE_ENTRY_RESTORE;
     }
     if (!methods_restore.data || total != methods_restore.total ||
         offset != methods_restore.have || len > total - offset) {
         conn_reply_error(c, id, RPC_E_BAD_REQUEST, "chunks must arrive in order from offset 0");
         return;
     }
-    memcpy(methods_restore.data + 1 + offset, data, len);
+    memcpy(methods_restore.data + NODE_ENTRY_HEADER_BYTES + offset, data, len);
     methods_restore.have += len;
     if (methods_restore.have < total) {
         msgpack_packer pk;
@@ -1016,7 +1017,7 @@ static void method_restore(struct node *n, struct conn *c, uint32_t id, struct m
     struct ledger_error err;
     int rc = ledger_open(&probe, NULL, &err);
     if (rc == 0)
-        rc = ledger_restore(probe, methods_restore.data + 1, total, &err);
+        rc = ledger_restore(probe, methods_restore.data + NODE_ENTRY_HEADER_BYTES, total, &err);
     ledger_close(probe);
     if (rc != 0) {
         raft_free(methods_restore.data);
@@ -1026,7 +1027,7 @@ static void method_restore(struct node *n, struct conn *c, uint32_t id, struct m
     }
     uint8_t *buf = methods_restore.data;
     methods_restore.data = NULL;
-    int rv = batch_propose_raw(n, c, id, buf, total + 1);
+    int rv = batch_propose_raw(n, c, id, buf, methods_restore.entry_len);
     if (rv != 0)
         conn_reply_error(c, id, RPC_E_UNAVAILABLE, raft_strerror(rv));
 }

@@ -27,8 +27,12 @@
 #define NODE_BATCH_BYTES_MAX (4u << 20)
 #define NODE_QUEUE_MAX 65536          /* calls waiting for an entry */
 
-/* First byte of a raft entry: what it carries. */
-#define NODE_ENTRY_LEDGER PROTO_VERSION /* a ledger entry (proto.h) */
+/* Raft entries: an 8-byte header (type byte, 3 zero bytes, payload length
+ * as little-endian u32), the payload, zero padding to a multiple of 8 bytes:
+ * raft_uv's segment writer silently mis-lays entries whose length is not a
+ * multiple of 8, and its loader then discards them as corrupt. */
+#define NODE_ENTRY_HEADER_BYTES 8
+#define NODE_ENTRY_LEDGER 0x01          /* payload: a proto entry (proto.h) */
 #define NODE_ENTRY_CHECKPOINT 0x81      /* record the state hash here */
 #define NODE_ENTRY_RESTORE 0x82         /* replace the ledger with an image */
 #define NODE_ENTRY_NOOP 0x83            /* the `noop` baseline: nothing applied */
@@ -114,6 +118,12 @@ void node_checkpoint_record(struct node *n, raft_index index);
 
 /* fsm.c */
 int fsm_init(struct node *n);
+/* A zeroed entry buffer (raft_malloc) with its header written; the payload
+ * starts at buf + NODE_ENTRY_HEADER_BYTES.  NULL when out of memory. */
+void *node_entry_alloc(int type, size_t payload_len, size_t *total_len);
+/* Parse an entry's header: 0 with type/payload/len, or -1 when malformed. */
+int node_entry_parse(const void *buf, size_t len, int *type, const uint8_t **payload,
+                     size_t *payload_len);
 
 /* nodelay.c */
 int nodelay_transport_init(struct raft_uv_transport *outer, struct raft_uv_transport *inner);

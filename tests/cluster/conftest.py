@@ -38,12 +38,16 @@ class Node:
         self.data = os.path.join(harness.dir, f"node{node_id}")
         self.log_path = os.path.join(harness.dir, f"node{node_id}.log")
         self.proc = None
+        self.extra = []
 
     @property
     def spec(self):
         return f"{self.id}@{self.raft}/{self.rpc}"
 
-    def start(self, bootstrap=None, join=None, extra=()):
+    def start(self, bootstrap=None, join=None, extra=None):
+        if extra is None:
+            extra = self.extra
+        self.extra = list(extra)
         args = [PURSERD, "--id", str(self.id), "--raft", self.raft, "--rpc", self.rpc,
                 "--data", self.data, "--auth", self.h.auth_path,
                 "--election-timeout-ms", str(self.h.election_ms)]
@@ -113,11 +117,11 @@ class Harness:
         self.nodes.append(n)
         return n
 
-    def start_cluster(self, size=3):
+    def start_cluster(self, size=3, extra=()):
         nodes = [self.add_node() for _ in range(size)]
         spec = ",".join(n.spec for n in nodes)
         for n in nodes:
-            n.start(bootstrap=spec)
+            n.start(bootstrap=spec, extra=extra)
         self.wait_leader()
         return nodes
 
@@ -193,3 +197,30 @@ def harness():
 def cluster3(harness):
     harness.start_cluster(3)
     return harness
+
+
+def checkpoint_hashes(h, nodes, timeout=20.0):
+    """Propose a checkpoint and return {node id: hash at that index}."""
+    cl = h.cluster()
+    index = cl.call("checkpoint", [])["index"]
+    cl.close()
+    deadline = time.time() + timeout
+    out = {}
+    while time.time() < deadline and len(out) < len(nodes):
+        for n in nodes:
+            if n.id in out:
+                continue
+            try:
+                c = n.client("reader")
+                hs = c.call("hash", [])
+                c.close()
+            except (OSError, RpcError, ConnectionError):
+                continue
+            for cp in hs["checkpoints"]:
+                if cp["index"] == index:
+                    out[n.id] = cp["hash"]
+        time.sleep(0.1)
+    missing = [n for n in nodes if n.id not in out]
+    logs = "\n".join(f"--- node {n.id} alive={n.alive()}\n{n.log()[-3000:]}" for n in missing)
+    assert not missing, f"checkpoint {index} reached only {sorted(out)}\n{logs}"
+    return index, out
