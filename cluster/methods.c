@@ -94,18 +94,20 @@ static void pack_kv_bool(msgpack_packer *pk, const char *k, bool v)
         msgpack_pack_false(pk);
 }
 
-/* A stored map comes back as JSON text from the ledger views; re-pack it
- * from the raw map is not available there, so tags travel as JSON strings
- * inside a one-key map {"json": "..."}?  Simpler: send the JSON text. */
-static void pack_kv_json(msgpack_packer *pk, const char *k, const char *json)
+/* A stored string map, as the msgpack map it is stored as. */
+static void pack_kv_map(msgpack_packer *pk, const char *k, const struct ledger_map_raw *m)
 {
     rpc_pack_str(pk, k);
-    rpc_pack_str(pk, json);
+    if (m->len == 0)
+        msgpack_pack_map(pk, 0);
+    else
+        msgpack_pack_bin_body(pk, m->data, m->len); /* raw: already msgpack */
 }
 
-static void pack_account(msgpack_packer *pk, const struct ledger_account_view *a)
+static void pack_account_fields(msgpack_packer *pk, const struct ledger_account_view *a,
+                                uint32_t extra)
 {
-    msgpack_pack_map(pk, 13);
+    msgpack_pack_map(pk, 13 + extra);
     pack_kv_str(pk, "name", a->name);
     pack_kv_int(pk, "id", (int64_t)a->id);
     pack_kv_int(pk, "cap_micros", a->cap_micros);
@@ -119,7 +121,12 @@ static void pack_account(msgpack_packer *pk, const struct ledger_account_view *a
     pack_kv_int(pk, "reserved_micros", a->reserved_micros);
     pack_kv_int(pk, "available_micros",
                 a->available_micros == PROTO_UNLIMITED ? -1 : a->available_micros);
-    pack_kv_json(pk, "tags", a->tags_json);
+    pack_kv_map(pk, "tags", &a->tags);
+}
+
+static void pack_account(msgpack_packer *pk, const struct ledger_account_view *a)
+{
+    pack_account_fields(pk, a, 0);
 }
 
 struct read_ctx {
@@ -168,7 +175,7 @@ static int read_posting_cb(void *arg, const struct ledger_posting_view *p)
     pack_kv_int(pk, "amount_micros", p->amount_micros);
     pack_kv_int(pk, "reservation_id", (int64_t)p->reservation_id);
     pack_kv_int(pk, "overrun_micros", p->overrun_micros);
-    pack_kv_json(pk, "metadata", p->metadata_json);
+    pack_kv_map(pk, "metadata", &p->metadata);
     x->count++;
     return 0;
 }
@@ -247,7 +254,9 @@ static void read_answer(struct node *n, struct conn *c, uint32_t id, const uint8
         struct ledger_account_view *v = malloc(sizeof *v);
         rc = v ? ledger_account_get(n->ledger, arg, v, &err) : LEDGER_ENOMEM;
         if (rc == 0 && conn_reply_begin(c, id, &start, &pk)) {
-            pack_account(&pk, v);
+            pack_account_fields(&pk, v, 2);
+            pack_kv_int(&pk, "applied_index", (int64_t)raft_last_applied(&n->raft));
+            pack_kv_int(&pk, "now_ms", ledger_now_ms(n->ledger));
             conn_reply_end(c, start);
         }
         free(v);
@@ -286,7 +295,7 @@ static void read_answer(struct node *n, struct conn *c, uint32_t id, const uint8
             pack_kv_str(&pk, "status", methods_res_status_name(v->status));
             pack_kv_int(&pk, "actual_micros", v->actual_micros);
             pack_kv_int(&pk, "transfer_id", (int64_t)v->transfer_id);
-            pack_kv_json(&pk, "metadata", v->metadata_json);
+            pack_kv_map(&pk, "metadata", &v->metadata);
             conn_reply_end(c, start);
         }
         free(v);
@@ -624,8 +633,11 @@ struct change {
 static void change_reply(struct change *ch, int status)
 {
     struct conn *c = ch->call.conn;
+    bool is_bad = status == RAFT_BADID || status == RAFT_NOTFOUND || status == RAFT_BADROLE ||
+                  status == RAFT_DUPLICATEID || status == RAFT_DUPLICATEADDRESS;
     if (status != 0) {
-        conn_reply_error(c, ch->call.id, RPC_E_UNAVAILABLE, raft_strerror(status));
+        conn_reply_error(c, ch->call.id, is_bad ? RPC_E_BAD_REQUEST : RPC_E_UNAVAILABLE,
+                         raft_strerror(status));
     } else {
         msgpack_packer pk;
         size_t start;

@@ -4,6 +4,7 @@
  * 2 on usage errors, 1 when the node cannot start.
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +137,8 @@ int main(int argc, char **argv)
         }
     }
 
+    /* A peer that vanishes mid-write must not kill the node. */
+    signal(SIGPIPE, SIG_IGN);
     static struct node n;
     uv_loop_t *loop = uv_default_loop();
     char msg[512];

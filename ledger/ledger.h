@@ -121,6 +121,13 @@ int ledger_restore(struct ledger *l, const void *data, size_t len,
 #define LEDGER_STATUS_FROZEN 1
 #define LEDGER_STATUS_CLOSED 2
 #define LEDGER_JSON_MAX 8192
+/* A stored string map as msgpack (empty when none): at most 16 entries of
+ * 64 + 256 bytes, so this always fits. */
+#define LEDGER_MAP_RAW_MAX 6144
+struct ledger_map_raw {
+    uint32_t len;
+    uint8_t data[LEDGER_MAP_RAW_MAX];
+};
 
 struct ledger_account_view {
     uint64_t id;
@@ -136,6 +143,7 @@ struct ledger_account_view {
     int64_t reserved_micros;  /* subtree holds */
     int64_t available_micros; /* tightest room on the path (>= 0), or PROTO_UNLIMITED */
     char tags_json[LEDGER_JSON_MAX];
+    struct ledger_map_raw tags;
 };
 
 int ledger_account_get(struct ledger *l, const char *name,
@@ -164,6 +172,7 @@ struct ledger_reservation_view {
     int64_t actual_micros;   /* committed cost */
     uint64_t transfer_id;
     char metadata_json[LEDGER_JSON_MAX];
+    struct ledger_map_raw metadata;
 };
 int ledger_reservation_get(struct ledger *l, uint64_t id,
                            struct ledger_reservation_view *out,
@@ -218,6 +227,7 @@ struct ledger_posting_view {
     uint64_t reservation_id;
     int64_t overrun_micros;
     char metadata_json[LEDGER_JSON_MAX];
+    struct ledger_map_raw metadata;
 };
 /* Postings of one UTC month in id (= time) order. */
 typedef int (*ledger_posting_cb)(void *arg, const struct ledger_posting_view *p);

@@ -21,6 +21,15 @@ static void query_json(const void *blob, int n, char *out, size_t cap)
         snprintf(out, cap, "{}");
 }
 
+static void query_raw(const void *blob, int n, struct ledger_map_raw *out)
+{
+    out->len = 0;
+    if (blob && n > 0 && (size_t)n <= sizeof out->data) {
+        memcpy(out->data, blob, (size_t)n);
+        out->len = (uint32_t)n;
+    }
+}
+
 static int query_account_fill(struct ledger *l, int32_t i, struct ledger_account_view *v,
                               struct ledger_error *err)
 {
@@ -47,8 +56,11 @@ static int query_account_fill(struct ledger *l, int32_t i, struct ledger_account
         return store_sql_error(l, err, "account tags");
     sqlite3_bind_int64(s, 1, i + 1);
     if (sqlite3_step(s) == SQLITE_ROW)
+    {
         query_json(sqlite3_column_blob(s, 0), sqlite3_column_bytes(s, 0), v->tags_json,
                    sizeof v->tags_json);
+        query_raw(sqlite3_column_blob(s, 0), sqlite3_column_bytes(s, 0), &v->tags);
+    }
     else
         snprintf(v->tags_json, sizeof v->tags_json, "{}");
     sqlite3_finalize(s);
@@ -125,6 +137,7 @@ int ledger_reservation_get(struct ledger *l, uint64_t id, struct ledger_reservat
     out->transfer_id = (uint64_t)sqlite3_column_int64(s, 8);
     query_json(sqlite3_column_blob(s, 9), sqlite3_column_bytes(s, 9), out->metadata_json,
                sizeof out->metadata_json);
+    query_raw(sqlite3_column_blob(s, 9), sqlite3_column_bytes(s, 9), &out->metadata);
     sqlite3_finalize(s);
     return 0;
 }
@@ -279,6 +292,7 @@ int ledger_journal_month(struct ledger *l, int year, int month, ledger_posting_c
         p->overrun_micros = sqlite3_column_int64(s, 7);
         query_json(sqlite3_column_blob(s, 8), sqlite3_column_bytes(s, 8), p->metadata_json,
                    sizeof p->metadata_json);
+        query_raw(sqlite3_column_blob(s, 8), sqlite3_column_bytes(s, 8), &p->metadata);
         if (cb(arg, p) != 0)
             break;
     }

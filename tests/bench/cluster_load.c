@@ -13,6 +13,7 @@
  *
  * usage: cluster_load MODE CLIENTS SECONDS ADDR[,ADDR...] [SECRET]
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: cluster_load ledger|noop CLIENTS SECONDS ADDR[,ADDR...] [SECRET]\n");
         return 2;
     }
+    signal(SIGPIPE, SIG_IGN);
     struct load l;
     memset(&l, 0, sizeof l);
     l.is_noop = strcmp(argv[1], "noop") == 0;

@@ -83,7 +83,7 @@ def check_ledger(h, load):
     assert total <= CAP, f"spent {total} over the cap {CAP}"
     per_key = {}
     for p in spends:
-        k = json.loads(p["metadata"]).get("k")
+        k = p["metadata"].get("k")
         per_key[k] = per_key.get(k, 0) + 1
     assert all(v == 1 for v in per_key.values()), "a reservation was committed twice"
     by_id = {p["id"]: p for p in spends}
@@ -93,7 +93,7 @@ def check_ledger(h, load):
     cl = h.cluster()
     for key, rid in list(load.acked_reserves.items())[:200]:
         res = cl.read("reservation", rid)
-        assert json.loads(res["metadata"])["k"] == key
+        assert res["metadata"]["k"] == key
     acct = cl.read("account", load.account)
     cl.close()
     assert acct["spent_micros"] + acct["reserved_micros"] <= CAP
