@@ -91,6 +91,7 @@ msgpack_packer *conn_reply_begin(struct conn *c, uint32_t id, size_t *start,
         return NULL;
     if (rpc_response_ok_begin(&c->out, pk, start, id) != 0)
         return NULL;
+    c->reply_id = id;
     return pk;
 }
 
@@ -99,7 +100,8 @@ void conn_reply_end(struct conn *c, size_t start)
     if (rpc_frame_end(&c->out, start) != 0) {
         /* The answer outgrew a frame: say so instead. */
         c->out.len = start;
-        rpc_response_error(&c->out, 0, RPC_E_INTERNAL, "answer larger than a frame", NULL, 0);
+        rpc_response_error(&c->out, c->reply_id, RPC_E_INTERNAL, "answer larger than a frame",
+                           NULL, 0);
     }
     conn_queue(c);
 }

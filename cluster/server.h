@@ -31,6 +31,7 @@ struct conn {
     int role;                  /* enum conn_role; NONE until hello */
     uint32_t inflight;         /* calls not yet answered */
     uint32_t refs;             /* 1 for the open socket + 1 per held call */
+    uint32_t reply_id;         /* msgid of the answer being packed */
     bool is_closing;
 };
 

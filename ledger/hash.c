@@ -16,7 +16,6 @@ static const char *const hash_tables[] = {
     "SELECT * FROM account ORDER BY id",
     "SELECT * FROM grants ORDER BY id",
     "SELECT * FROM reservation ORDER BY id",
-    "SELECT key, ts, fp, result FROM idem ORDER BY seq",
     "SELECT * FROM period ORDER BY month",
     "SELECT * FROM price ORDER BY model",
     "SELECT * FROM api_key ORDER BY id",
@@ -44,6 +43,18 @@ static void hash_value(EVP_MD_CTX *md, sqlite3_stmt *s, int col)
         break;
     }
     }
+}
+
+static void hash_idem_item(void *arg, const void *key, uint32_t key_len, int64_t ts_ms,
+                           uint64_t fp, const void *result, uint32_t result_len)
+{
+    EVP_MD_CTX *md = arg;
+    EVP_DigestUpdate(md, &key_len, sizeof key_len);
+    EVP_DigestUpdate(md, key, key_len);
+    EVP_DigestUpdate(md, &ts_ms, sizeof ts_ms);
+    EVP_DigestUpdate(md, &fp, sizeof fp);
+    EVP_DigestUpdate(md, &result_len, sizeof result_len);
+    EVP_DigestUpdate(md, result, result_len);
 }
 
 int ledger_state_hash(struct ledger *l, uint8_t out[32], struct ledger_error *err)
@@ -78,6 +89,8 @@ int ledger_state_hash(struct ledger *l, uint8_t out[32], struct ledger_error *er
             return store_sql_error(l, err, "state hash");
         }
     }
+    /* The idempotency keys live in C (idem.c): in time order. */
+    idem_each(l, hash_idem_item, md);
     unsigned int len = 0;
     EVP_DigestFinal_ex(md, out, &len);
     EVP_MD_CTX_free(md);

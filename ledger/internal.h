@@ -35,9 +35,6 @@ enum ledger_stmt {
     ST_RES_CREATED,
     ST_JOURNAL_INSERT,
     ST_JOURNAL_TS,
-    ST_IDEM_GET,
-    ST_IDEM_INSERT,
-    ST_IDEM_PRUNE,
     ST_GRANT_INSERT,
     ST_GRANT_GET,
     ST_GRANT_CLOSE,
@@ -75,6 +72,19 @@ struct acct {
     int64_t created_ms;
 };
 
+/* The idempotency store (idem.c): a FIFO in time order plus a hash table. */
+struct idem_item;
+struct idem_store {
+    struct idem_item **fifo;  /* ring, power-of-two capacity, absolute positions */
+    uint64_t fifo_cap;
+    uint64_t head;            /* oldest live item */
+    uint64_t tail;            /* one past the newest */
+    uint64_t entry_head;      /* head/tail when the current entry began */
+    uint64_t entry_tail;
+    struct idem_item **buckets;
+    uint64_t bucket_count;
+};
+
 /* An account as it was before the current entry first changed it. */
 struct tree_undo {
     int32_t index;
@@ -108,6 +118,8 @@ struct ledger {
     uint64_t journal_chain;  /* FNV-1a chain over every posting */
     int32_t closed_months[64]; /* most recent closed months (y*12+m-1) */
     uint32_t closed_month_count;
+
+    struct idem_store idem;
 
     struct proto_buf scratch; /* encoding buffer, reused */
     struct proto_buf scratch2;
@@ -251,6 +263,18 @@ int idem_lookup(struct ledger *l, const struct proto_cmd *c, int *found,
 int idem_store(struct ledger *l, const struct proto_cmd *c, uint64_t fp,
                const struct proto_result *res, struct ledger_error *err);
 int idem_prune(struct ledger *l, int64_t before_ms, struct ledger_error *err);
+void idem_entry_begin(struct ledger *l);
+void idem_entry_end(struct ledger *l);
+void idem_entry_undo(struct ledger *l);
+void idem_reset(struct ledger *l);
+uint64_t idem_count(const struct ledger *l);
+typedef void (*idem_visit_cb)(void *arg, const void *key, uint32_t key_len, int64_t ts_ms,
+                              uint64_t fp, const void *result, uint32_t result_len);
+/* Every live key in time order. */
+void idem_each(const struct ledger *l, idem_visit_cb cb, void *arg);
+/* Add a key from a snapshot; -1 on bad input or no memory. */
+int idem_load(struct ledger *l, const void *key, uint32_t key_len, int64_t ts, uint64_t fp,
+              const void *result, uint32_t result_len);
 
 /* ---- helpers (ledger.c) ---- */
 /* Fill a refusal: status, and a printf message. */

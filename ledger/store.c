@@ -38,11 +38,7 @@ static const char *const store_schema =
     " kind INTEGER NOT NULL, debit INTEGER NOT NULL, credit INTEGER NOT NULL,"
     " amount INTEGER NOT NULL, reservation INTEGER NOT NULL, overrun INTEGER NOT NULL,"
     " metadata BLOB);"
-    /* Keys are found by a 64-bit hash (an integer index is smaller and
-     * cheaper than one on the key bytes); the key itself settles it. */
-    "CREATE TABLE IF NOT EXISTS idem(seq INTEGER PRIMARY KEY, h INTEGER NOT NULL,"
-    " key BLOB NOT NULL, ts INTEGER NOT NULL, fp INTEGER NOT NULL, result BLOB NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS idem_h ON idem(h);"
+
     "CREATE TABLE IF NOT EXISTS period(month TEXT PRIMARY KEY, closed_ms INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS price(model TEXT PRIMARY KEY, input INTEGER NOT NULL,"
     " output INTEGER NOT NULL, cached INTEGER NOT NULL, cache_write INTEGER NOT NULL) WITHOUT ROWID;"
@@ -83,12 +79,7 @@ static const char *const store_sql[ST_COUNT] = {
     [ST_JOURNAL_INSERT] = "INSERT INTO journal(id, ts, kind, debit, credit, amount, reservation,"
                           " overrun, metadata) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_JOURNAL_TS] = "SELECT ts FROM journal WHERE id = ?1",
-    [ST_IDEM_GET] = "SELECT key, fp, result FROM idem WHERE h = ?1",
-    [ST_IDEM_INSERT] = "INSERT INTO idem(h, key, ts, fp, result) VALUES(?1, ?2, ?3, ?4, ?5)",
-    /* seq order is time order: the subquery stops at the first young row. */
-    [ST_IDEM_PRUNE] = "DELETE FROM idem WHERE seq < coalesce("
-                      "(SELECT seq FROM idem WHERE ts >= ?1 ORDER BY seq LIMIT 1),"
-                      " (SELECT max(seq) + 1 FROM idem))",
+
     [ST_GRANT_INSERT] = "INSERT INTO grants(id, account, amount, deadline, workflow, metadata,"
                         " is_open, spent, returned, created_ms, closed_ms)"
                         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 1, 0, 0, ?7, 0)",
