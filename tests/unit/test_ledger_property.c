@@ -1377,12 +1377,12 @@ static void record_after(const struct expect *x, const struct proto_result *got)
     }
     if (x->new_grant) {
         struct m_account *a = &M.acct[x->new_grant - 1];
-        char want[PROTO_NAME_MAX + 1];
+        char want[PROTO_NAME_MAX + 32]; /* room for the suffix: the compiler checks */
         snprintf(want, sizeof want, "%s/grant-%" PRIu64, M.acct[a->parent].name, got->id);
         if (strcmp(want, got->name) != 0)
             fail_msg("PURSER_SEED=%" PRIu64 " op %ld: grant name \"%s\", expected \"%s\"",
                      where.seed, where.op_no, got->name, want);
-        snprintf(a->name, sizeof a->name, "%s", want);
+        snprintf(a->name, sizeof a->name, "%.*s", (int)(sizeof a->name - 1), want);
         a->grant_id = got->id;
         a->grant_pending = -1;
     }
@@ -1511,7 +1511,7 @@ static void build_tree(struct fx *f, struct fx *replica)
 {
     int total = (int)rnd_range(30, 60);
     for (int i = 0; i < total; i++) {
-        char name[PROTO_NAME_MAX + 1];
+        char name[PROTO_NAME_MAX + 32];
         int parent = -1;
         if (i < 3) {
             snprintf(name, sizeof name, "t%d", i);
