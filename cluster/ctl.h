@@ -246,6 +246,7 @@ struct ctl {
     char key[PROTO_KEY_MAX + 1]; /* idempotency key of a mutating command */
     char role[16];
     char secret[RPC_SECRET_MAX + 1]; /* "" without --auth */
+    const char *auth_path;           /* where role and secret came from, or NULL */
     char cluster[1024];              /* comma-separated rpc addresses */
     uint32_t deadline_ms;
     struct pc_sync *sync;

@@ -74,6 +74,7 @@ static int auth_setup(struct ctl *ctl)
     if (path == NULL)
         path = getenv("PURSER_AUTH");
     if (path == NULL || *path == '\0') {
+        ctl->auth_path = NULL;
         snprintf(ctl->role, sizeof ctl->role, "admin"); /* works with purserd --no-auth */
         ctl->secret[0] = '\0';
         return CTL_EXIT_OK;
@@ -89,6 +90,7 @@ static int auth_setup(struct ctl *ctl)
         ctl_errorf("auth file \"%s\" holds no admin, gateway or reader secret", path);
         return CTL_EXIT_USAGE;
     }
+    ctl->auth_path = path;
     snprintf(ctl->role, sizeof ctl->role, "%s", role);
     snprintf(ctl->secret, sizeof ctl->secret, "%s", rpc_auth_secret(&auth, role));
     return CTL_EXIT_OK;
@@ -199,12 +201,51 @@ void ctl_close(struct ctl *ctl)
     ctl->sync = NULL;
 }
 
+/* The auth file named in errors. */
+static const char *auth_name(const struct ctl *ctl)
+{
+    return ctl->auth_path != NULL ? ctl->auth_path : "(none: no --auth or PURSER_AUTH)";
+}
+
+#define HELLO_REFUSED "hello refused: " /* proto/client.c's note on such a node */
+
+/* A node that refused our hello (wrong secret, unknown role, other protocol
+ * version) was reached: the client library keeps retrying such a node until
+ * the deadline, since a secret may be rotating, but for purserctl it is a
+ * refusal naming the credentials (exit 1), not "cluster unreachable" (3).
+ * Returns the exit code, or -1 when `message` is not about a refused hello. */
+static int hello_refused(const struct ctl *ctl, const char *what, const char *message)
+{
+    static const char marker[] = HELLO_REFUSED;
+    const char *p = strstr(message, marker);
+    if (p == NULL)
+        return -1;
+    p += sizeof marker - 1;
+    size_t n = strcspn(p, ")");
+    if (strncmp(p, RPC_E_UNAUTHORIZED, strlen(RPC_E_UNAUTHORIZED)) == 0)
+        ctl_errorf("%s: the cluster refused purserctl's credentials (%.*s): check the %s "
+                   "secret in auth file %s",
+                   what, (int)n, p, ctl->role, auth_name(ctl));
+    else
+        ctl_errorf("%s: the cluster refused purserctl's handshake (%.*s)", what, (int)n, p);
+    return CTL_EXIT_REFUSED;
+}
+
 /* Print a failed call and return its exit code. */
-static int call_failed(const char *what, int status, const char *code, const char *message)
+static int call_failed(const struct ctl *ctl, const char *what, int status, const char *code,
+                       const char *message)
 {
     int rc = ctl_exit_for_call(status, code);
+    if (status != PC_EREMOTE && status != PC_EINVAL) {
+        int refused = hello_refused(ctl, what, message);
+        if (refused >= 0)
+            return refused;
+    }
     if (status == PC_EREMOTE && strcmp(code, RPC_E_NOT_FOUND) == 0)
         ctl_errorf("%s not found", what);
+    else if (status == PC_EREMOTE && strcmp(code, RPC_E_FORBIDDEN) == 0)
+        ctl_errorf("%s failed: %s: %s (purserctl connected as role %s from auth file %s)", what,
+                   code, message, ctl->role, auth_name(ctl));
     else if (status == PC_EREMOTE)
         ctl_errorf("%s failed: %s: %s", what, code, message);
     else if (status == PC_ETIMEOUT)
@@ -233,9 +274,13 @@ static int call_as(struct ctl *ctl, struct pc_sync *sync, int target, const char
                               answer, code, sizeof code, message, sizeof message);
     if (status == PC_OK)
         return CTL_EXIT_OK;
-    if (what == NULL)
+    if (what == NULL) {
+        /* Quiet: nothing printed, but bad credentials still mean "refused". */
+        if (status != PC_EREMOTE && status != PC_EINVAL && strstr(message, HELLO_REFUSED) != NULL)
+            return CTL_EXIT_REFUSED;
         return ctl_exit_for_call(status, code);
-    return call_failed(what, status, code, message);
+    }
+    return call_failed(ctl, what, status, code, message);
 }
 
 int ctl_call(struct ctl *ctl, struct pc_sync *sync, int target, const char *method,

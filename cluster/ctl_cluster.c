@@ -26,6 +26,7 @@
 #define CTL_NODE_DEADLINE_MS 2000       /* one node's status or hash */
 #define CTL_VERIFY_WAIT_MS 10000        /* nodes reaching the checkpoint */
 #define CTL_VERIFY_POLL_MS 200
+#define CTL_LEADER_WAIT_MS 3000         /* finding the leader's view of the members */
 #define CTL_ADDR_MAX 64
 #define STATE_HASH_BYTES 32             /* SHA-256 of the ledger state */
 #define CTL_BACKUP_MAX (64ULL << 30)    /* bytes in a backup image we accept */
@@ -72,12 +73,63 @@ static int answer_print(const struct ctl *ctl, const struct proto_buf *answer)
     return rc;
 }
 
-/* The leader's status answer. */
+static void sleep_ms(long ms);
+static int64_t now_ms(void);
+
+/* Is this status answer from the leader? */
+static bool status_is_leader(const struct proto_buf *answer)
+{
+    char state[16];
+    return ctl_mp_str((const uint8_t *)answer->data, answer->len, "state", state,
+                      sizeof state) == 0 &&
+           strcmp(state, "leader") == 0;
+}
+
+/* Ask the node at `rpc` for its status; true (answer replaced) when it is
+ * the leader. */
+static bool status_from(struct ctl *ctl, const char *rpc, const struct proto_buf *params,
+                        struct proto_buf *answer)
+{
+    struct pc_sync *one = NULL;
+    struct proto_buf other;
+    bool is_leader = false;
+    if (ctl_connect_nodes(ctl, &rpc, 1, CTL_NODE_DEADLINE_MS, &one) != CTL_EXIT_OK)
+        return false;
+    proto_buf_init(&other);
+    if (ctl_call(ctl, one, 0, "status", params, false, true, &other) == CTL_EXIT_OK &&
+        status_is_leader(&other)) {
+        proto_buf_free(answer);
+        *answer = other;
+        is_leader = true;
+    } else {
+        proto_buf_free(&other);
+    }
+    pc_sync_close(one);
+    return is_leader;
+}
+
+/* The leader's status answer.  Every node serves `status`, and the client
+ * sends a leader call to any node while it does not know the leader, so an
+ * answer from another node is followed to the leader it names (a spare that
+ * was just added, for one, knows no members yet).  When no leader answers
+ * within CTL_LEADER_WAIT_MS the last node's own view is used, so that status
+ * still shows the nodes of a cluster without a leader. */
 static int leader_status(struct ctl *ctl, struct proto_buf *answer)
 {
     struct proto_buf params;
     params_uints(&params, NULL, 0);
+    int64_t give_up = now_ms() + CTL_LEADER_WAIT_MS;
     int rc = ctl_call(ctl, NULL, PC_TARGET_LEADER, "status", &params, true, false, answer);
+    while (rc == CTL_EXIT_OK && !status_is_leader(answer)) {
+        char rpc[CTL_ADDR_MAX];
+        ctl_mp_str((const uint8_t *)answer->data, answer->len, "leader_rpc", rpc, sizeof rpc);
+        if (rpc[0] != '\0' && status_from(ctl, rpc, &params, answer))
+            break;
+        if (now_ms() >= give_up)
+            break;
+        sleep_ms(CTL_VERIFY_POLL_MS / 2);
+        rc = ctl_call(ctl, NULL, PC_TARGET_LEADER, "status", &params, true, false, answer);
+    }
     proto_buf_free(&params);
     return rc;
 }
@@ -629,13 +681,15 @@ static int write_all(int fd, const uint8_t *p, size_t n)
     return 0;
 }
 
-/* Ask for chunk `offset` from node `target` and check it continues the image. */
+/* Ask for chunk `offset` from node `target` and check it continues the image.
+ * Failures of the call are printed unless `is_quiet`. */
 static int backup_chunk(struct ctl *ctl, int target, uint64_t offset, bool is_retryable,
-                        struct proto_buf *answer, struct chunk *c, const struct chunk *first)
+                        bool is_quiet, struct proto_buf *answer, struct chunk *c,
+                        const struct chunk *first)
 {
     struct proto_buf params;
     params_uints(&params, &offset, 1);
-    int rc = ctl_call(ctl, NULL, target, "backup", &params, is_retryable, !is_retryable, answer);
+    int rc = ctl_call(ctl, NULL, target, "backup", &params, is_retryable, is_quiet, answer);
     proto_buf_free(&params);
     if (rc != CTL_EXIT_OK)
         return rc;
@@ -660,16 +714,19 @@ static int backup_fetch(struct ctl *ctl, int fd, struct chunk *first,
     int rc = ctl_connect(ctl);
     proto_buf_init(&answer);
     uint32_t count = rc == CTL_EXIT_OK ? pc_node_count(pc_sync_client(ctl->sync)) : 0;
+    /* Quiet but for the last node, whose failure says why none answered. */
     for (uint32_t i = 0; i < count && target < 0; i++) {
-        rc = backup_chunk(ctl, (int)i, 0, false, &answer, first, NULL);
+        rc = backup_chunk(ctl, (int)i, 0, false, i + 1 < count, &answer, first, NULL);
         if (rc == CTL_EXIT_OK)
             target = (int)i;
     }
     if (target < 0) {
-        if (rc == CTL_EXIT_OK || count > 0)
+        if (rc == CTL_EXIT_OK) {
             ctl_errorf("backup: no node answered");
+            rc = CTL_EXIT_UNREACHABLE;
+        }
         proto_buf_free(&answer);
-        return rc != CTL_EXIT_OK ? rc : CTL_EXIT_UNREACHABLE;
+        return rc;
     }
     *has_hash = first->hash != NULL;
     if (*has_hash)
@@ -678,7 +735,7 @@ static int backup_fetch(struct ctl *ctl, int fd, struct chunk *first,
     if (write_all(fd, first->data, first->data_len) != 0)
         rc = CTL_EXIT_REFUSED;
     while (rc == CTL_EXIT_OK && offset < first->total_bytes) {
-        rc = backup_chunk(ctl, target, offset, true, &answer, &c, first);
+        rc = backup_chunk(ctl, target, offset, true, false, &answer, &c, first);
         if (rc != CTL_EXIT_OK)
             break;
         if (write_all(fd, c.data, c.data_len) != 0)

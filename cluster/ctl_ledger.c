@@ -277,7 +277,18 @@ int ctl_account_list(struct ctl *ctl)
 {
     struct proto_buf answer;
     bool is_done;
-    const char *prefix = ctl->pos_count > 0 ? ctl->pos[0] : "";
+    /* The ledger lists an account and its subtree; "acme/" means "acme"
+     * (without this it would match nothing). */
+    char prefix_buf[PROTO_NAME_MAX + 1];
+    if (ctl->pos_count > 0 && strlen(ctl->pos[0]) > PROTO_NAME_MAX) {
+        ctl_errorf("account list: name longer than %d bytes", PROTO_NAME_MAX);
+        return CTL_EXIT_USAGE;
+    }
+    snprintf(prefix_buf, sizeof prefix_buf, "%s", ctl->pos_count > 0 ? ctl->pos[0] : "");
+    size_t plen = strlen(prefix_buf);
+    while (plen > 0 && prefix_buf[plen - 1] == '/')
+        prefix_buf[--plen] = '\0';
+    const char *prefix = prefix_buf;
     proto_buf_init(&answer);
     int rc = read_answer(ctl, "accounts", &answer, "accounts", 1, &prefix, &is_done);
     if (is_done) {

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/node.h"
+#include "cluster/server.h"
 
 void *node_entry_alloc(int type, size_t payload_len, size_t *total_len)
 {
@@ -111,6 +111,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct node *n = fsm->data;
+    if (n->is_snapshot_requested) {
+        /* The `snapshot` RPC's one snapshot is being taken: back to normal. */
+        raft_set_snapshot_threshold(&n->raft, n->opt.snapshot_threshold);
+        n->is_snapshot_requested = false;
+    }
     struct raft_buffer *b = raft_malloc(sizeof *b);
     if (!b)
         return RAFT_NOMEM;
@@ -128,7 +133,23 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                                  unsigned *n_bufs)
 {
-    (void)fsm;
+    struct node *n = fsm->data;
+    if (n->snapshot_conn && !n->is_snapshot_requested) {
+        /* Written: answer the `snapshot` caller with the snapshot's index. */
+        struct conn *c = n->snapshot_conn;
+        n->snapshot_conn = NULL;
+        msgpack_packer pk;
+        size_t start;
+        if (conn_reply_begin(c, n->snapshot_id, &start, &pk)) {
+            msgpack_pack_map(&pk, 2);
+            rpc_pack_str(&pk, "index");
+            msgpack_pack_uint64(&pk, n->raft.snapshot.pending.index);
+            rpc_pack_str(&pk, "bytes");
+            msgpack_pack_uint64(&pk, *n_bufs ? (*bufs)[0].len : 0);
+            conn_reply_end(c, start);
+        }
+        conn_done(c);
+    }
     for (unsigned i = 0; i < *n_bufs; i++)
         raft_free((*bufs)[i].base);
     raft_free(*bufs);

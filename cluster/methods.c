@@ -863,28 +863,21 @@ static void method_transfer_leader(struct node *n, struct conn *c, uint32_t id,
 struct snap {
     struct raft_barrier req;
     struct node *node;
-    struct call call;
-    unsigned saved_threshold;
 };
 
 static void snapshot_barrier_cb(struct raft_barrier *req, int status)
 {
     struct snap *s = req->data;
     struct node *n = s->node;
-    raft_set_snapshot_threshold(&n->raft, s->saved_threshold);
-    if (status != 0) {
-        conn_reply_error(s->call.conn, s->call.id, RPC_E_UNAVAILABLE, raft_strerror(status));
-    } else {
-        msgpack_packer pk;
-        size_t start;
-        if (conn_reply_begin(s->call.conn, s->call.id, &start, &pk)) {
-            msgpack_pack_map(&pk, 1);
-            pack_kv_int(&pk, "index", (int64_t)raft_last_applied(&n->raft));
-            conn_reply_end(s->call.conn, start);
-        }
-    }
-    conn_done(s->call.conn);
     free(s);
+    if (status != 0 && n->snapshot_conn) {
+        raft_set_snapshot_threshold(&n->raft, n->opt.snapshot_threshold);
+        n->is_snapshot_requested = false;
+        conn_reply_error(n->snapshot_conn, n->snapshot_id, RPC_E_UNAVAILABLE,
+                         raft_strerror(status));
+        conn_done(n->snapshot_conn);
+        n->snapshot_conn = NULL;
+    }
 }
 
 static void method_snapshot(struct node *n, struct conn *c, uint32_t id, struct mp_reader *r,
@@ -896,26 +889,33 @@ static void method_snapshot(struct node *n, struct conn *c, uint32_t id, struct 
         conn_reply_not_leader(c, id);
         return;
     }
+    if (n->snapshot_conn) {
+        conn_reply_error(c, id, RPC_E_TOO_MANY, "a snapshot is already being taken");
+        return;
+    }
     struct snap *s = calloc(1, sizeof *s);
     if (!s) {
         conn_reply_error(c, id, RPC_E_INTERNAL, "out of memory");
         return;
     }
-    /* raft 0.15 has no "snapshot now": a threshold of 1 makes the barrier's
-     * apply take one; the threshold goes back in the callback. */
+    /* raft 0.15 has no "snapshot now": with a threshold of 1 the next apply
+     * (this barrier's) takes one; fsm.c restores the threshold when it does
+     * and answers once the snapshot is written. */
     s->node = n;
-    s->call.conn = c;
-    s->call.id = id;
     s->req.data = s;
-    s->saved_threshold = n->opt.snapshot_threshold;
-    raft_set_snapshot_threshold(&n->raft, 1);
     conn_hold(c);
+    n->snapshot_conn = c;
+    n->snapshot_id = id;
+    n->is_snapshot_requested = true;
+    raft_set_snapshot_threshold(&n->raft, 1);
     int rv = raft_barrier(&n->raft, &s->req, snapshot_barrier_cb);
     if (rv != 0) {
-        raft_set_snapshot_threshold(&n->raft, s->saved_threshold);
+        free(s);
+        raft_set_snapshot_threshold(&n->raft, n->opt.snapshot_threshold);
+        n->is_snapshot_requested = false;
+        n->snapshot_conn = NULL;
         conn_reply_error(c, id, RPC_E_UNAVAILABLE, raft_strerror(rv));
         conn_done(c);
-        free(s);
     }
 }
 

@@ -93,6 +93,12 @@ struct node {
     struct proto_result *apply_results;
     uint32_t apply_count;
 
+    /* `snapshot` RPC: the threshold stays at 1 until raft has taken one
+     * (fsm.c), then the caller is answered when it is written. */
+    struct conn *snapshot_conn;
+    uint32_t snapshot_id;
+    bool is_snapshot_requested;
+
     struct node_checkpoint checkpoints[NODE_CHECKPOINTS_MAX];
     uint32_t checkpoint_next;
 

@@ -59,7 +59,8 @@ static const struct ctl_command commands[] = {
      MUTATING | ACCOUNT_OPTS, ctl_account_update},
     {"account", "show", "NAME", "balances of an account and its subtree", 1, 1, READ,
      ctl_account_show},
-    {"account", "list", "[PREFIX]", "accounts in name order", 0, 1, READ, ctl_account_list},
+    {"account", "list", "[NAME]", "accounts in name order (with NAME: that account and its "
+     "subtree)", 0, 1, READ, ctl_account_list},
     {"account", "freeze", "NAME [--reason TEXT]", "refuse new holds and spend on the subtree", 1,
      1, MUTATING | B(REASON), ctl_account_freeze},
     {"account", "unfreeze", "NAME [--reason TEXT]", "undo freeze", 1, 1, MUTATING | B(REASON),
