@@ -1,0 +1,570 @@
+/*
+ * proxy.c — the governed provider proxy: OpenAI's /v1/chat/completions,
+ * /v1/completions, /v1/embeddings and Anthropic's /v1/messages.
+ *
+ *   parse -> authenticate (auth.c) -> price -> reserve the worst case (one
+ *   consensus round) -> forward (upstream.c) -> meter the usage the provider
+ *   reports -> commit the actual cost (or release) -> answer.
+ *
+ * The worst case is a true upper bound: every prompt byte may be a token,
+ * priced at the dearest input rate (plain, cached or cache-write), plus
+ * max_tokens (or the model's configured limit, or GW_DEFAULT_MAX_OUTPUT) at
+ * the output rate.  A model without a price is refused, never priced at 0.
+ *
+ * Settling (decided): a complete answer is committed before it is sent, so
+ * its X-Budget-Cost is exact and durable.  A stream's headers go out first;
+ * its cost is committed when the provider finishes, before the last byte is
+ * sent.  Reservations are made with on_expire=charge: if the gateway dies
+ * before settling, expiry charges the whole hold — never frees it for
+ * nothing.  A client that leaves mid-stream: the provider call is cancelled
+ * and the usage seen so far is charged; when none was seen (OpenAI sends it
+ * last) the whole reservation is charged.  Provider 4xx answers are passed
+ * through unchanged and the hold released (the provider did no billable
+ * work); 5xx and transport failures release and answer 502/504.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/gateway.h"
+
+#define GW_STREAM_PAUSE_BYTES (1u << 20)
+
+struct gw_proxy {
+    enum gw_provider provider; /* of the endpoint */
+    const char *endpoint;      /* "/chat/completions", ... */
+    json_t *body;
+    bool is_stream;
+    bool is_embeddings;
+    int64_t max_output_tokens;
+    char model[PROTO_TEXT_MAX + 1];
+    const struct gw_model_conf *route;
+    const struct gw_upstream_conf *up;
+    struct gw_price price;
+    int64_t reserved_micros;
+    uint64_t reservation_id;
+    uint64_t t0_ns;
+    /* upstream */
+    struct gw_upstream_call *call;
+    int up_status;
+    char content_type[128];
+    struct proto_buf body_buf;   /* buffered answer (not streaming) */
+    struct gw_sse sse;
+    /* streaming out */
+    h2o_generator_t gen;
+    bool is_streaming_out;
+    bool is_sending;             /* an h2o_send awaits proceed */
+    bool is_stopped;             /* h2o stopped the generator (client gone) */
+    bool is_final_queued;        /* the last bytes wait for proceed */
+    bool is_paused;
+    struct proto_buf pending;    /* bytes not yet handed to h2o */
+    struct proto_buf sending;    /* bytes h2o is sending */
+    bool is_upstream_done;
+    int upstream_error;
+    char upstream_message[256];
+    char *forward_body;
+    char header_lines[4][600];
+    const char *header_ptrs[4];
+};
+
+static struct gw_proxy *P(struct gw_call *c)
+{
+    return c->ctx;
+}
+
+static void gw_proxy_free(struct gw_call *c)
+{
+    struct gw_proxy *p = c->ctx;
+    if (!p)
+        return;
+    json_decref(p->body);
+    proto_buf_free(&p->body_buf);
+    proto_buf_free(&p->pending);
+    proto_buf_free(&p->sending);
+    gw_sse_free(&p->sse);
+    free(p->forward_body);
+    free(p);
+    c->ctx = NULL;
+}
+
+/* ceil(tokens * price_per_million / 1e6), exact; -1 on overflow. */
+static int64_t gw_cost(int64_t tokens, int64_t micros_per_mtok)
+{
+    if (tokens <= 0 || micros_per_mtok <= 0)
+        return 0;
+    __int128 n = (__int128)tokens * micros_per_mtok;
+    __int128 q = (n + 999999) / 1000000;
+    return q > PROTO_AMOUNT_MAX ? -1 : (int64_t)q;
+}
+
+static int64_t gw_usage_cost(const struct gw_price *p, const struct gw_usage *u)
+{
+    int64_t parts[4] = {gw_cost(u->input_tokens, p->input_micros),
+                        gw_cost(u->cached_tokens, p->cached_micros),
+                        gw_cost(u->cache_write_tokens, p->cache_write_micros),
+                        gw_cost(u->output_tokens, p->output_micros)};
+    int64_t sum = 0;
+    for (int i = 0; i < 4; i++) {
+        if (parts[i] < 0 || __builtin_add_overflow(sum, parts[i], &sum))
+            return -1;
+    }
+    return sum;
+}
+
+/* ---- settle ---- */
+
+static void gw_proxy_send_final(struct gw_call *c);
+
+static void gw_proxy_headers_budget(struct gw_call *c, const struct proto_result *r,
+                                    int64_t cost)
+{
+    char v[32];
+    gw_usd(cost, v, sizeof v);
+    gw_add_header(c, "x-budget-cost", v);
+    if (r && r->remaining_micros != PROTO_UNLIMITED) {
+        gw_usd(r->remaining_micros, v, sizeof v);
+        gw_add_header(c, "x-budget-remaining", v);
+    }
+    snprintf(v, sizeof v, "%llu", (unsigned long long)P(c)->reservation_id);
+    gw_add_header(c, "x-budget-reservation", v);
+}
+
+/* The answer after the commit: buffered body, or the stream's end. */
+static void gw_proxy_committed(struct gw_call *c, int status, const struct proto_result *r,
+                               const char *message)
+{
+    struct gw_proxy *p = c->ctx;
+    c->settle_ms = (double)(gw_now_ns() - p->t0_ns) / 1e6;
+    if (status != PC_OK || r->status != PROTO_OK)
+        fprintf(stderr, "{\"request_id\":\"%s\",\"warning\":\"commit of reservation %llu not"
+                        " acknowledged (%s): it expires charged in full\"}\n",
+                c->request_id, (unsigned long long)p->reservation_id,
+                status == PC_OK ? r->message : (message ? message : "unavailable"));
+    if (p->is_streaming_out) {
+        gw_proxy_send_final(c);
+        return;
+    }
+    if (!c->req)
+        return;
+    gw_proxy_headers_budget(c, status == PC_OK ? r : NULL,
+                            status == PC_OK && r->status == PROTO_OK ? r->amount_micros
+                                                                     : p->reserved_micros);
+    gw_reply_raw(c, p->up_status, p->content_type[0] ? p->content_type : "application/json",
+                 p->body_buf.data ? p->body_buf.data : "", p->body_buf.len);
+}
+
+static void gw_proxy_commit(struct gw_call *c, int64_t cost)
+{
+    struct gw_proxy *p = c->ctx;
+    p->t0_ns = gw_now_ns();
+    struct proto_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = PROTO_CMD_COMMIT;
+    cmd.u.commit.reservation_id = p->reservation_id;
+    cmd.u.commit.actual_micros = cost;
+    char key[PROTO_KEY_MAX + 1];
+    snprintf(key, sizeof key, "gw-commit-%llu", (unsigned long long)p->reservation_id);
+    cmd.key = proto_str_c(key);
+    gw_ledger_apply(c, &cmd, gw_proxy_committed);
+}
+
+static void gw_proxy_released(struct gw_call *c, int status, const struct proto_result *r,
+                              const char *message)
+{
+    struct gw_proxy *p = c->ctx;
+    (void)r;
+    (void)message;
+    (void)status;
+    c->settle_ms = (double)(gw_now_ns() - p->t0_ns) / 1e6;
+    if (p->is_streaming_out) {
+        gw_proxy_send_final(c);
+        return;
+    }
+    if (!c->req)
+        return;
+    if (p->up_status >= 400 && p->up_status < 500) {
+        /* The provider refused the call: its answer, unchanged. */
+        gw_proxy_headers_budget(c, NULL, 0);
+        gw_reply_raw(c, p->up_status, p->content_type[0] ? p->content_type : "application/json",
+                     p->body_buf.data ? p->body_buf.data : "", p->body_buf.len);
+        return;
+    }
+    char msg[320];
+    snprintf(msg, sizeof msg, "the provider failed: %s; the reservation was released",
+             p->upstream_message[0] ? p->upstream_message : "server error");
+    json_t *extra = json_pack("{s:i}", "upstream_status", p->up_status);
+    gw_reply_error(c, p->upstream_error == GW_UPSTREAM_ETIMEOUT ? 504 : 502, "upstream_error",
+                   msg, extra);
+}
+
+static void gw_proxy_release(struct gw_call *c)
+{
+    struct gw_proxy *p = c->ctx;
+    p->t0_ns = gw_now_ns();
+    struct proto_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = PROTO_CMD_RELEASE;
+    cmd.u.release.reservation_id = p->reservation_id;
+    gw_ledger_apply(c, &cmd, gw_proxy_released);
+}
+
+/* ---- streaming out (h2o generator) ---- */
+
+static void gw_proxy_flush(struct gw_call *c, h2o_send_state_t state)
+{
+    struct gw_proxy *p = c->ctx;
+    if (!c->req || p->is_stopped || p->is_sending)
+        return;
+    /* Swap pending into sending: h2o keeps the bytes until proceed. */
+    struct proto_buf t = p->sending;
+    p->sending = p->pending;
+    p->pending = t;
+    p->pending.len = 0;
+    h2o_iovec_t buf = h2o_iovec_init(p->sending.data ? p->sending.data : "", p->sending.len);
+    p->is_sending = state == H2O_SEND_STATE_IN_PROGRESS;
+    h2o_send(c->req, &buf, 1, state);
+    if (p->is_paused && p->call && p->pending.len < GW_STREAM_PAUSE_BYTES / 2) {
+        p->is_paused = false;
+        gw_upstream_call_resume(p->call);
+    }
+}
+
+static void gw_proxy_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    struct gw_proxy *p = H2O_STRUCT_FROM_MEMBER(struct gw_proxy, gen, gen);
+    (void)req;
+    p->is_sending = false;
+    struct gw_call *c = *(struct gw_call **)(p + 1);
+    if (p->is_final_queued)
+        gw_proxy_flush(c, H2O_SEND_STATE_FINAL);
+    else if (p->pending.len > 0)
+        gw_proxy_flush(c, H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void gw_proxy_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    struct gw_proxy *p = H2O_STRUCT_FROM_MEMBER(struct gw_proxy, gen, gen);
+    (void)req;
+    p->is_stopped = true;
+    /* The client left mid-stream: stop the provider; on_done settles. */
+    if (p->call && !p->is_upstream_done)
+        gw_upstream_call_cancel(p->call);
+}
+
+static void gw_proxy_send_final(struct gw_call *c)
+{
+    struct gw_proxy *p = c->ctx;
+    p->is_final_queued = true;
+    if (!p->is_sending)
+        gw_proxy_flush(c, H2O_SEND_STATE_FINAL);
+}
+
+/* ---- upstream callbacks ---- */
+
+static void gw_proxy_on_head(void *arg, int status, const char *const *names,
+                             const char *const *values, size_t count)
+{
+    struct gw_call *c = arg;
+    struct gw_proxy *p = c->ctx;
+    p->up_status = status;
+    for (size_t i = 0; i < count; i++)
+        if (strcasecmp(names[i], "content-type") == 0)
+            snprintf(p->content_type, sizeof p->content_type, "%s", values[i]);
+    if (!p->is_stream || status != 200 || !c->req)
+        return;
+    /* Stream through: the headers now, the events as they come. */
+    h2o_req_t *req = c->req;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    gw_add_header(c, "content-type", p->content_type[0] ? p->content_type : "text/event-stream");
+    char v[32];
+    snprintf(v, sizeof v, "%llu", (unsigned long long)p->reservation_id);
+    gw_add_header(c, "x-budget-reservation", v);
+    gw_usd(p->reserved_micros, v, sizeof v);
+    gw_add_header(c, "x-budget-reserved", v);
+    gw_add_timing_headers(c);
+    p->gen.proceed = gw_proxy_proceed;
+    p->gen.stop = gw_proxy_stop;
+    p->is_streaming_out = true;
+    c->status = 200;
+    h2o_start_response(req, &p->gen);
+}
+
+static void gw_proxy_on_body(void *arg, const char *data, size_t len)
+{
+    struct gw_call *c = arg;
+    struct gw_proxy *p = c->ctx;
+    if (p->is_stream && p->up_status == 200) {
+        gw_sse_feed(&p->sse, data, len);
+        if (!p->is_streaming_out || p->is_stopped)
+            return;
+        proto_buf_append(&p->pending, data, len);
+        gw_proxy_flush(c, H2O_SEND_STATE_IN_PROGRESS);
+        if (p->pending.len >= GW_STREAM_PAUSE_BYTES && !p->is_paused && p->call) {
+            p->is_paused = true;
+            gw_upstream_call_pause(p->call);
+        }
+        return;
+    }
+    if (p->body_buf.len + len > GW_UPSTREAM_BODY_MAX)
+        return; /* cut: metered from what arrived, answered as a failure below */
+    proto_buf_append(&p->body_buf, data, len);
+}
+
+static void gw_proxy_on_done(void *arg, int error, const char *message)
+{
+    struct gw_call *c = arg;
+    struct gw_proxy *p = c->ctx;
+    p->call = NULL;
+    p->is_upstream_done = true;
+    p->upstream_error = error;
+    snprintf(p->upstream_message, sizeof p->upstream_message, "%s", message ? message : "");
+    c->upstream_ms = (double)(gw_now_ns() - p->t0_ns) / 1e6;
+    if (p->is_streaming_out) {
+        /* Metered from the events seen; unknown usage: the whole hold. */
+        int64_t cost = p->sse.usage.has_usage ? gw_usage_cost(&p->price, &p->sse.usage) : -1;
+        if (cost < 0 || cost > PROTO_AMOUNT_MAX)
+            cost = p->reserved_micros;
+        gw_proxy_commit(c, cost);
+    } else if (error != 0 || p->up_status >= 500 || p->up_status == 0) {
+        if (!p->upstream_message[0])
+            snprintf(p->upstream_message, sizeof p->upstream_message, "status %d", p->up_status);
+        if (error == GW_UPSTREAM_ECANCELED && p->up_status == 200)
+            gw_proxy_commit(c, p->reserved_micros);
+        else
+            gw_proxy_release(c);
+    } else if (p->up_status >= 400) {
+        gw_proxy_release(c);
+    } else {
+        struct gw_usage u;
+        memset(&u, 0, sizeof u);
+        int64_t cost = -1;
+        if (gw_usage_from_json(p->provider, p->body_buf.data, p->body_buf.len, &u) == 0)
+            cost = gw_usage_cost(&p->price, &u);
+        if (cost < 0)
+            cost = p->reserved_micros; /* usage unknown: the whole hold */
+        gw_proxy_commit(c, cost);
+    }
+    gw_call_release(c);
+}
+
+/* ---- forward ---- */
+
+static void gw_proxy_forward(struct gw_call *c)
+{
+    struct gw_proxy *p = c->ctx;
+    const struct gw_upstream_conf *up = p->up;
+    char url[1024];
+    snprintf(url, sizeof url, "%s%s", up->base_url, p->endpoint);
+    size_t n = 0;
+    snprintf(p->header_lines[n++], sizeof p->header_lines[0], "Content-Type: application/json");
+    if (up->provider == GW_PROVIDER_ANTHROPIC) {
+        snprintf(p->header_lines[n++], sizeof p->header_lines[0], "x-api-key: %s", up->api_key);
+        const char *ver = c->req ? gw_header(c->req, "anthropic-version") : NULL;
+        snprintf(p->header_lines[n++], sizeof p->header_lines[0], "anthropic-version: %.64s",
+                 ver ? ver : "2023-06-01");
+    } else {
+        snprintf(p->header_lines[n++], sizeof p->header_lines[0], "Authorization: Bearer %s",
+                 up->api_key);
+    }
+    for (size_t i = 0; i < n; i++)
+        p->header_ptrs[i] = p->header_lines[i];
+    /* OpenAI streams report usage only when asked: ask. */
+    const char *body = NULL;
+    size_t body_len = 0;
+    if (p->is_stream && up->provider == GW_PROVIDER_OPENAI) {
+        json_t *so = json_object_get(p->body, "stream_options");
+        if (!json_is_object(so)) {
+            so = json_object();
+            json_object_set_new(p->body, "stream_options", so);
+        }
+        json_object_set_new(so, "include_usage", json_true());
+        p->forward_body = json_dumps(p->body, JSON_COMPACT);
+        body = p->forward_body;
+        body_len = body ? strlen(body) : 0;
+    } else if (c->req) {
+        body = c->req->entity.base;
+        body_len = c->req->entity.len;
+    }
+    struct gw_upstream_request ur = {
+        .url = url, .method = "POST", .header_lines = p->header_ptrs, .header_count = n,
+        .body = body, .body_len = body_len,
+        .connect_timeout_ms = 5000, .total_timeout_ms = c->gw->config.upstream_timeout_ms};
+    static const struct gw_upstream_callbacks cbs = {gw_proxy_on_head, gw_proxy_on_body,
+                                                     gw_proxy_on_done};
+    p->t0_ns = gw_now_ns();
+    gw_call_hold(c);
+    if (!body || gw_upstream_call_start(c->gw->upstream, &ur, &cbs, c, &p->call) != 0) {
+        gw_call_release(c);
+        p->up_status = 0;
+        p->upstream_error = GW_UPSTREAM_EFAILED;
+        snprintf(p->upstream_message, sizeof p->upstream_message, "could not start the call");
+        gw_proxy_release(c);
+    }
+}
+
+/* ---- reserve ---- */
+
+static void gw_proxy_reserved(struct gw_call *c, int status, const struct proto_result *r,
+                              const char *message)
+{
+    struct gw_proxy *p = c->ctx;
+    c->reserve_ms = (double)(gw_now_ns() - p->t0_ns) / 1e6;
+    if (status != PC_OK) {
+        gw_reply_unavailable(c, message);
+        return;
+    }
+    if (r->status != PROTO_OK) {
+        gw_reply_refusal(c, r, p->reserved_micros);
+        return;
+    }
+    p->reservation_id = r->id;
+    if (!c->req) {
+        /* The client left before we forwarded: nothing was bought. */
+        gw_proxy_release(c);
+        return;
+    }
+    gw_proxy_forward(c);
+}
+
+static void gw_proxy_priced(struct gw_call *c, int status, const struct gw_price *price)
+{
+    struct gw_proxy *p = c->ctx;
+    if (status == 2) {
+        gw_reply_unavailable(c, NULL);
+        return;
+    }
+    if (status != 0) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "model \"%s\" has no price: it is refused rather than priced"
+                 " at zero", p->model);
+        gw_reply_error(c, 400, "invalid_request", msg, NULL);
+        return;
+    }
+    p->price = *price;
+    /* The worst case: every prompt byte a token at the dearest input rate,
+     * plus the output bound at the output rate. */
+    int64_t in_rate = price->input_micros;
+    if (price->cached_micros > in_rate)
+        in_rate = price->cached_micros;
+    if (price->cache_write_micros > in_rate)
+        in_rate = price->cache_write_micros;
+    int64_t prompt = c->req ? (int64_t)c->req->entity.len : 0;
+    int64_t a = gw_cost(prompt, in_rate);
+    int64_t b = p->is_embeddings ? 0 : gw_cost(p->max_output_tokens, price->output_micros);
+    int64_t total;
+    if (a < 0 || b < 0 || __builtin_add_overflow(a, b, &total) || total > PROTO_AMOUNT_MAX) {
+        gw_reply_error(c, 400, "invalid_request", "the worst-case cost of this call overflows",
+                       NULL);
+        return;
+    }
+    if (total < 1)
+        total = 1;
+    p->reserved_micros = total;
+    struct proto_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = PROTO_CMD_RESERVE;
+    cmd.u.reserve.account = proto_str_c(c->account);
+    cmd.u.reserve.payee = proto_str_c(c->payee);
+    cmd.u.reserve.amount_micros = total;
+    cmd.u.reserve.ttl_ms = GW_RESERVE_TTL_MS;
+    cmd.u.reserve.on_expire = PROTO_ON_EXPIRE_CHARGE;
+    cmd.u.reserve.metadata = c->metadata;
+    struct proto_map *m = &cmd.u.reserve.metadata;
+    bool has_model = false;
+    for (uint32_t i = 0; i < m->count; i++)
+        if (proto_str_eq(m->kv[i].key, "model"))
+            has_model = true;
+    m->raw = (struct proto_str){NULL, 0};
+    if (!has_model && m->count < PROTO_MAP_MAX) {
+        m->kv[m->count].key = proto_str_c("model");
+        m->kv[m->count].value = proto_str_c(p->model);
+        m->count++;
+    }
+    char key[PROTO_KEY_MAX + 1];
+    if (c->idem_key[0]) {
+        snprintf(key, sizeof key, "%.110s:reserve", c->idem_key);
+        cmd.key = proto_str_c(key);
+    }
+    p->t0_ns = gw_now_ns();
+    gw_ledger_apply(c, &cmd, gw_proxy_reserved);
+}
+
+static void gw_proxy_authed(struct gw_call *c)
+{
+    gw_ledger_price(c, P(c)->model, gw_proxy_priced);
+}
+
+int gw_proxy_handle(struct gw_call *c, h2o_req_t *req, const char *endpoint,
+                    enum gw_provider provider)
+{
+    struct gw *g = c->gw;
+    json_error_t jerr;
+    json_t *body = json_loadb(req->entity.base, req->entity.len, 0, &jerr);
+    if (!body || !json_is_object(body)) {
+        json_decref(body);
+        gw_reply_error(c, 400, "invalid_request", "the body must be a JSON object", NULL);
+        return 0;
+    }
+    json_t *model = json_object_get(body, "model");
+    if (!json_is_string(model) || json_string_length(model) == 0 ||
+        json_string_length(model) > PROTO_TEXT_MAX) {
+        json_decref(body);
+        gw_reply_error(c, 400, "invalid_request", "\"model\" must be a non-empty string", NULL);
+        return 0;
+    }
+    const struct gw_model_conf *route = gw_config_model(&g->config, json_string_value(model));
+    if (!route) {
+        char msg[400];
+        snprintf(msg, sizeof msg, "model \"%s\" is not routed by this gateway",
+                 json_string_value(model));
+        json_decref(body);
+        gw_reply_error(c, 400, "invalid_request", msg, NULL);
+        return 0;
+    }
+    const struct gw_upstream_conf *up = &g->config.upstreams[route->upstream];
+    if (up->provider != provider) {
+        json_decref(body);
+        gw_reply_error(c, 400, "invalid_request",
+                       "this model's provider does not serve this endpoint", NULL);
+        return 0;
+    }
+    struct gw_proxy *p = calloc(1, sizeof *p + sizeof(struct gw_call *));
+    if (!p) {
+        json_decref(body);
+        gw_reply_error(c, 500, "internal", "out of memory", NULL);
+        return 0;
+    }
+    *(struct gw_call **)(p + 1) = c;
+    p->provider = provider;
+    p->endpoint = endpoint;
+    p->body = body;
+    p->route = route;
+    p->up = up;
+    snprintf(p->model, sizeof p->model, "%s", json_string_value(model));
+    p->is_embeddings = strcmp(endpoint, "/embeddings") == 0;
+    p->is_stream = json_is_true(json_object_get(body, "stream"));
+    gw_sse_init(&p->sse, provider);
+    proto_buf_init(&p->body_buf);
+    proto_buf_init(&p->pending);
+    proto_buf_init(&p->sending);
+    c->ctx = p;
+    c->ctx_free = gw_proxy_free;
+    /* The output bound: the call's own limit, else the model's. */
+    json_t *mt = json_object_get(body, "max_completion_tokens");
+    if (!mt)
+        mt = json_object_get(body, "max_tokens");
+    if (mt && (!json_is_integer(mt) || json_integer_value(mt) < 0 ||
+               json_integer_value(mt) > 100000000)) {
+        gw_reply_error(c, 400, "invalid_request", "max_tokens must be a non-negative integer",
+                       NULL);
+        return 0;
+    }
+    p->max_output_tokens = mt ? json_integer_value(mt)
+                              : (route->max_output_tokens > 0 ? route->max_output_tokens
+                                                              : GW_DEFAULT_MAX_OUTPUT);
+    if (route->max_output_tokens > 0 && p->max_output_tokens > route->max_output_tokens)
+        p->max_output_tokens = route->max_output_tokens;
+    gw_auth_start(c, provider == GW_PROVIDER_ANTHROPIC ? "vendor/anthropic" : "vendor/openai",
+                  gw_proxy_authed);
+    return 0;
+}
