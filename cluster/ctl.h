@@ -304,6 +304,7 @@ int ctl_key_create(struct ctl *ctl);
 int ctl_key_revoke(struct ctl *ctl);
 int ctl_price_set(struct ctl *ctl);
 int ctl_price_list(struct ctl *ctl);
+int ctl_price_load(struct ctl *ctl);
 int ctl_policy_set(struct ctl *ctl);
 int ctl_policy_show(struct ctl *ctl);
 int ctl_period_close(struct ctl *ctl);

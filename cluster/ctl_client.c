@@ -297,7 +297,10 @@ int ctl_apply(struct ctl *ctl, const char *what, struct proto_cmd *cmd,
     struct proto_buf enc, params, answer;
     msgpack_packer pk;
     int rc = CTL_EXIT_REFUSED;
-    cmd->key = proto_str_c(ctl->key);
+    /* The invocation's key; a command that carries its own (several
+     * commands in one invocation) keeps it. */
+    if (cmd->key.len == 0)
+        cmd->key = proto_str_c(ctl->key);
     cmd->role = PROTO_ROLE_ADMIN; /* the server sets it from the connection */
     if (ctl->is_verbose)
         ctl_errorf("%s with idempotency key %s", what, ctl->key);

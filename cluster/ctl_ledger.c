@@ -14,6 +14,7 @@
 #include "cluster/ctl.h"
 
 #include <stddef.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -680,6 +681,93 @@ int ctl_price_set(struct ctl *ctl)
            ctl->pos[0], ctl_money_text(p->input_micros, in), ctl_money_text(p->output_micros, out),
            ctl_money_text(p->cached_micros, cached), ctl_money_text(p->cache_write_micros, cw));
     return CTL_EXIT_OK;
+}
+
+/* One price from a price file: a decimal string (never a JSON number:
+ * money is exact).  Absent: the fallback. */
+static int ctl_price_field(json_t *m, const char *model, const char *k, int64_t fallback,
+                           bool is_required, int64_t *out, char *err, size_t cap)
+{
+    json_t *v = json_object_get(m, k);
+    if (!v) {
+        if (is_required) {
+            snprintf(err, cap, "model \"%s\": \"%s\" is required", model, k);
+            return -1;
+        }
+        *out = fallback;
+        return 0;
+    }
+    char what[160];
+    snprintf(what, sizeof what, "model \"%.100s\": \"%s\"", model, k);
+    if (!json_is_string(v)) {
+        snprintf(err, cap, "%s must be a decimal string like \"0.15\"", what);
+        return -1;
+    }
+    return ctl_money_parse(json_string_value(v), what, false, out, err, cap);
+}
+
+int ctl_price_load(struct ctl *ctl)
+{
+    char err[CTL_ERR_MAX];
+    json_error_t jerr;
+    json_t *doc = json_load_file(ctl->pos[0], JSON_REJECT_DUPLICATES, &jerr);
+    json_t *models = doc ? json_object_get(doc, "models") : NULL;
+    if (!json_is_object(models)) {
+        snprintf(err, sizeof err, "%s: %s", ctl->pos[0],
+                 doc ? "needs a \"models\" object" : jerr.text);
+        json_decref(doc);
+        return usage_error(err);
+    }
+    /* Check every entry before changing anything. */
+    size_t n = json_object_size(models), i = 0;
+    struct proto_cmd *cmds = calloc(n ? n : 1, sizeof *cmds);
+    if (!cmds) {
+        json_decref(doc);
+        return usage_error("out of memory");
+    }
+    const char *model;
+    json_t *m;
+    int rc = CTL_EXIT_OK;
+    json_object_foreach(models, model, m)
+    {
+        struct proto_price_set_args *p = &cmds[i].u.price_set;
+        cmds[i].type = PROTO_CMD_PRICE_SET;
+        p->model = proto_str_c(model);
+        if (!json_is_object(m) ||
+            ctl_price_field(m, model, "input", 0, true, &p->input_micros, err, sizeof err) ||
+            ctl_price_field(m, model, "output", 0, true, &p->output_micros, err, sizeof err) ||
+            ctl_price_field(m, model, "cached", p->input_micros, false, &p->cached_micros, err,
+                            sizeof err) ||
+            ctl_price_field(m, model, "cache_write", p->input_micros, false,
+                            &p->cache_write_micros, err, sizeof err)) {
+            if (!json_is_object(m))
+                snprintf(err, sizeof err, "model \"%s\" must map to an object", model);
+            rc = usage_error(err);
+            break;
+        }
+        i++;
+    }
+    /* One key per model, derived from the invocation's: a retry of the
+     * whole load is still idempotent. */
+    char (*keys)[PROTO_KEY_MAX + 1] = calloc(i ? i : 1, sizeof *keys);
+    for (size_t k = 0; rc == CTL_EXIT_OK && k < i; k++) {
+        struct proto_result res;
+        if (keys) {
+            snprintf(keys[k], sizeof keys[k], "%.100s-%zu", ctl->key, k);
+            cmds[k].key = proto_str_c(keys[k]);
+        }
+        rc = ctl_apply(ctl, "price load", &cmds[k], &res);
+    }
+    free(keys);
+    if (rc == CTL_EXIT_OK && !ctl->is_json)
+        printf("%zu prices loaded from %s (dated %s)\n", i, ctl->pos[0],
+               json_is_string(json_object_get(doc, "date"))
+                   ? json_string_value(json_object_get(doc, "date")) : "?");
+    else if (rc == CTL_EXIT_OK)
+        printf("{\"loaded\":%zu}\n", i);
+    free(cmds);
+    json_decref(doc);
+    return rc;
 }
 
 int ctl_price_list(struct ctl *ctl)

@@ -88,6 +88,8 @@ static const struct ctl_command commands[] = {
      "USD per million tokens (cache prices default to --input)", 1, 1,
      MUTATING | B(INPUT) | B(OUTPUT) | B(CACHED) | B(CACHE_WRITE), ctl_price_set},
     {"price", "list", "", "every model's prices", 0, 0, READ, ctl_price_list},
+    {"price", "load", "FILE", "set every model's prices from a price file (prices/default.json)",
+     1, 1, MUTATING, ctl_price_load},
     {"policy", "set", "required-metadata KEY,KEY,...", "metadata keys every charge must carry",
      1, 2, MUTATING, ctl_policy_set},
     {"policy", "show", "", "the metadata policy", 0, 0, READ, ctl_policy_show},
