@@ -110,7 +110,11 @@ int gw_config_load(const char *path, struct gw_config *out, char *msg, size_t ca
 const struct gw_model_conf *gw_config_model(const struct gw_config *c, const char *model);
 
 /* ---- http.c ---- */
-int gw_http_start(struct gw *g, const char *listen, char *msg, size_t cap);
+/* Listen; with tls_cert/tls_key (PEM files) terminate TLS, offering HTTP/2
+ * and HTTP/1.1 by ALPN.  Without them: plain HTTP/1.1 (and h2c prior
+ * knowledge), for loopback. */
+int gw_http_start(struct gw *g, const char *listen, const char *tls_cert, const char *tls_key,
+                  char *msg, size_t cap);
 void gw_http_stop(struct gw *g);
 struct gw_call *gw_call_new(struct gw *g, h2o_req_t *req, const char *endpoint);
 void gw_call_hold(struct gw_call *c);

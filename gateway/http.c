@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/ssl.h>
+
 #include "gateway/gateway.h"
 
 uint64_t gw_now_ns(void)
@@ -257,7 +259,31 @@ static void gw_on_accept(uv_stream_t *listener, int status)
     h2o_accept(&g->accept_ctx, sock);
 }
 
-int gw_http_start(struct gw *g, const char *listen, char *msg, size_t cap)
+static SSL_CTX *gw_tls_context(const char *cert, const char *key, char *msg, size_t cap)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        snprintf(msg, cap, "cannot create a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        snprintf(msg, cap, "--tls-cert %s: cannot load the certificate chain", cert);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(msg, cap, "--tls-key %s: cannot load a key that matches the certificate", key);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    return ctx;
+}
+
+int gw_http_start(struct gw *g, const char *listen, const char *tls_cert, const char *tls_key,
+                  char *msg, size_t cap)
 {
     char host[64];
     int port = 0;
@@ -276,6 +302,15 @@ int gw_http_start(struct gw *g, const char *listen, char *msg, size_t cap)
     h2o_context_init(&g->h2o_ctx, g->loop, &g->h2o_config);
     g->accept_ctx.ctx = &g->h2o_ctx;
     g->accept_ctx.hosts = g->h2o_config.hosts;
+    if (tls_cert || tls_key) {
+        if (!tls_cert || !tls_key) {
+            snprintf(msg, cap, "--tls-cert and --tls-key go together");
+            return -1;
+        }
+        g->accept_ctx.ssl_ctx = gw_tls_context(tls_cert, tls_key, msg, cap);
+        if (!g->accept_ctx.ssl_ctx)
+            return -1;
+    }
 
     struct sockaddr_in sa;
     uv_ip4_addr(host, port, &sa);

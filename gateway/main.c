@@ -16,12 +16,14 @@
 static void gw_usage(FILE *f)
 {
     fprintf(f, "usage: purser-gateway --listen HOST:PORT --cluster RPCADDR[,RPCADDR...]\n"
-               "                      [--config FILE] [--auth FILE] [--help] [--version]\n"
+               "                      [--config FILE] [--auth FILE] [--tls-cert PEM --tls-key PEM]\n"
+               "                      [--help] [--version]\n"
                "\n"
                "  --listen HOST:PORT   HTTP address (numeric IPv4)\n"
                "  --cluster ADDRS      purserd RPC addresses (or PURSER_CLUSTER)\n"
                "  --config FILE        routing: upstreams and models (JSON, API.md)\n"
-               "  --auth FILE          the gateway role's secret (or PURSER_AUTH)\n");
+               "  --auth FILE          the gateway role's secret (or PURSER_AUTH)\n"
+               "  --tls-cert, --tls-key  terminate TLS (HTTP/2 and HTTP/1.1 by ALPN)\n");
 }
 
 static void gw_probe_done(void *arg, const struct pc_reply *r)
@@ -56,9 +58,11 @@ int main(int argc, char **argv)
 {
     const char *listen = NULL, *cluster = getenv("PURSER_CLUSTER"), *config = NULL;
     const char *auth_path = getenv("PURSER_AUTH");
+    const char *tls_cert = NULL, *tls_key = NULL;
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'}, {"cluster", required_argument, NULL, 'c'},
         {"config", required_argument, NULL, 'f'}, {"auth", required_argument, NULL, 'a'},
+        {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
         {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     int opt;
@@ -68,6 +72,8 @@ int main(int argc, char **argv)
         case 'c': cluster = optarg; break;
         case 'f': config = optarg; break;
         case 'a': auth_path = optarg; break;
+        case 'C': tls_cert = optarg; break;
+        case 'K': tls_key = optarg; break;
         case 'h': gw_usage(stdout); return 0;
         case 'V': puts(GW_VERSION); return 0;
         default: gw_usage(stderr); return 2;
@@ -120,7 +126,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "purser-gateway: cannot start (memory or libcurl)\n");
         return 1;
     }
-    if (gw_http_start(&g, listen, msg, sizeof msg) != 0) {
+    if (gw_http_start(&g, listen, tls_cert, tls_key, msg, sizeof msg) != 0) {
         fprintf(stderr, "purser-gateway: %s\n", msg);
         return 1;
     }
