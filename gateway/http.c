@@ -141,6 +141,9 @@ void gw_reply_raw(struct gw_call *c, int status, const char *content_type, const
     gw_add_timing_headers(c);
     char *copy = h2o_mem_alloc_pool(&req->pool, len ? len : 1);
     memcpy(copy, body, len);
+    /* A known length: h2o 2.2's chunked encoder closes the connection after
+     * any non-200 answer of unknown length (every refusal, every 201). */
+    req->res.content_length = len;
     h2o_send_inline(req, copy, len);
 }
 

@@ -62,8 +62,8 @@ struct gw_proxy {
     int upstream_error;
     char upstream_message[256];
     char *forward_body;
-    char header_lines[4][600];
-    const char *header_ptrs[4];
+    char header_lines[3][600];
+    const char *header_ptrs[GW_UPSTREAM_HEADERS_MAX];
 };
 
 static struct gw_proxy *P(struct gw_call *c)
@@ -349,6 +349,47 @@ static void gw_proxy_on_done(void *arg, int error, const char *message)
 
 /* ---- forward ---- */
 
+/* Request headers never passed to the provider: credentials (the caller's
+ * purser key above all), the gateway's own, hop-by-hop ones, and those the
+ * gateway sets or must control (content type, encodings it has to read in
+ * clear, the billing entity of the provider key). */
+static bool gw_proxy_header_is_kept(const h2o_iovec_t *name)
+{
+    static const char *const drop[] = {
+        "authorization", "proxy-authorization", "x-api-key", "cookie", "idempotency-key",
+        "host", "content-length", "content-type", "connection", "keep-alive",
+        "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "expect",
+        "accept-encoding", "anthropic-version", "openai-organization", "openai-project"};
+    if (name->len >= 9 && strncasecmp(name->base, "x-budget-", 9) == 0)
+        return false;
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
+        if (name->len == strlen(drop[i]) && strncasecmp(name->base, drop[i], name->len) == 0)
+            return false;
+    return true;
+}
+
+/* The caller's other headers ("OpenAI-Beta", "anthropic-beta", a test
+ * double's controls, ...) go through unchanged, as many as fit. */
+static size_t gw_proxy_pass_headers(struct gw_call *c, size_t n)
+{
+    struct gw_proxy *p = c->ctx;
+    h2o_req_t *req = c->req;
+    for (size_t i = 0; req && i < req->headers.size && n < GW_UPSTREAM_HEADERS_MAX; i++) {
+        const h2o_header_t *h = &req->headers.entries[i];
+        if (h->value.len == 0 || h->name->len + h->value.len > 4096 ||
+            !gw_proxy_header_is_kept(h->name))
+            continue;
+        size_t len = h->name->len + 2 + h->value.len;
+        char *line = h2o_mem_alloc_pool(&req->pool, len + 1);
+        memcpy(line, h->name->base, h->name->len);
+        memcpy(line + h->name->len, ": ", 2);
+        memcpy(line + h->name->len + 2, h->value.base, h->value.len);
+        line[len] = '\0';
+        p->header_ptrs[n++] = line;
+    }
+    return n;
+}
+
 static void gw_proxy_forward(struct gw_call *c)
 {
     struct gw_proxy *p = c->ctx;
@@ -368,6 +409,7 @@ static void gw_proxy_forward(struct gw_call *c)
     }
     for (size_t i = 0; i < n; i++)
         p->header_ptrs[i] = p->header_lines[i];
+    n = gw_proxy_pass_headers(c, n);
     /* OpenAI streams report usage only when asked: ask. */
     const char *body = NULL;
     size_t body_len = 0;
