@@ -11,12 +11,13 @@
  * max_tokens (or the model's configured limit, or GW_DEFAULT_MAX_OUTPUT) at
  * the output rate.  A model without a price is refused, never priced at 0.
  *
- * Settling (decided): a complete answer is committed before it is sent, so
- * its X-Budget-Cost is exact and durable.  A stream's headers go out first;
- * its cost is committed when the provider finishes, before the last byte is
- * sent.  Reservations are made with on_expire=charge: if the gateway dies
- * before settling, expiry charges the whole hold — never frees it for
- * nothing.  A client that leaves mid-stream: the provider call is cancelled
+ * Settling (decided): the hot path has one consensus round, the reserve.
+ * When the provider is done the cost is known exactly (X-Budget-Cost) and the
+ * client is answered at once; the commit (or release) follows in the
+ * background, retried with the same idempotency key until the ledger
+ * acknowledges it.  Reservations are made with on_expire=charge: if the
+ * gateway dies before settling, expiry charges the whole hold — never frees
+ * it for nothing.  A client that leaves mid-stream: the provider call is cancelled
  * and the usage seen so far is charged; when none was seen (OpenAI sends it
  * last) the whole reservation is charged.  Provider 4xx answers are passed
  * through unchanged and the hold released (the provider did no billable
@@ -41,6 +42,10 @@ struct gw_proxy {
     const struct gw_upstream_conf *up;
     struct gw_price price;
     int64_t reserved_micros;
+    int64_t remaining_micros;    /* room the reserve left (PROTO_UNLIMITED: none) */
+    int64_t cost_micros;         /* what the commit posts */
+    bool is_release;             /* settling by release instead */
+    int settle_tries;
     uint64_t reservation_id;
     uint64_t t0_ns;
     /* upstream */
@@ -114,67 +119,93 @@ static int64_t gw_usage_cost(const struct gw_price *p, const struct gw_usage *u)
 
 static void gw_proxy_send_final(struct gw_call *c);
 
-static void gw_proxy_headers_budget(struct gw_call *c, const struct proto_result *r,
-                                    int64_t cost)
+/* Settling (decided, see the top comment): the client is answered as soon
+ * as the provider is done and the cost is known; the commit or release then
+ * runs in the background, retried with its key until the ledger
+ * acknowledges it (GW_SETTLE_TRIES attempts of the client's deadline each).
+ * A gateway that dies first leaves the hold to expire charged in full. */
+#define GW_SETTLE_TRIES 12
+
+static void gw_proxy_settle_write(struct gw_call *c);
+
+static void gw_proxy_settled(struct gw_call *c, int status, const struct proto_result *r,
+                             const char *message)
 {
+    struct gw_proxy *p = c->ctx;
+    c->settle_ms = (double)(gw_now_ns() - p->t0_ns) / 1e6;
+    if (status == PC_OK && (r->status == PROTO_OK || p->is_release))
+        return;
+    if (status != PC_OK && ++p->settle_tries < GW_SETTLE_TRIES) {
+        gw_proxy_settle_write(c); /* same key: idempotent */
+        return;
+    }
+    fprintf(stderr, "{\"request_id\":\"%s\",\"warning\":\"%s of reservation %llu not"
+                    " acknowledged (%s): it expires charged in full\"}\n",
+            c->request_id, p->is_release ? "release" : "commit",
+            (unsigned long long)p->reservation_id,
+            status == PC_OK ? r->message : (message ? message : "unavailable"));
+}
+
+static void gw_proxy_settle_write(struct gw_call *c)
+{
+    struct gw_proxy *p = c->ctx;
+    struct proto_cmd cmd;
+    memset(&cmd, 0, sizeof cmd);
+    char key[PROTO_KEY_MAX + 1];
+    if (p->is_release) {
+        cmd.type = PROTO_CMD_RELEASE;
+        cmd.u.release.reservation_id = p->reservation_id;
+        snprintf(key, sizeof key, "gw-release-%llu", (unsigned long long)p->reservation_id);
+    } else {
+        cmd.type = PROTO_CMD_COMMIT;
+        cmd.u.commit.reservation_id = p->reservation_id;
+        cmd.u.commit.actual_micros = p->cost_micros;
+        snprintf(key, sizeof key, "gw-commit-%llu", (unsigned long long)p->reservation_id);
+    }
+    cmd.key = proto_str_c(key);
+    gw_ledger_apply(c, &cmd, gw_proxy_settled);
+}
+
+static void gw_proxy_headers_budget(struct gw_call *c, int64_t cost)
+{
+    struct gw_proxy *p = c->ctx;
     char v[32];
     gw_usd(cost, v, sizeof v);
     gw_add_header(c, "x-budget-cost", v);
-    if (r && r->remaining_micros != PROTO_UNLIMITED) {
-        gw_usd(r->remaining_micros, v, sizeof v);
+    /* Room after this call: what the reserve left, plus what the call did
+     * not use of its hold (exact unless others spent meanwhile). */
+    if (p->remaining_micros != PROTO_UNLIMITED) {
+        int64_t left = p->remaining_micros + (p->reserved_micros - cost);
+        gw_usd(left > 0 ? left : 0, v, sizeof v);
         gw_add_header(c, "x-budget-remaining", v);
     }
-    snprintf(v, sizeof v, "%llu", (unsigned long long)P(c)->reservation_id);
+    snprintf(v, sizeof v, "%llu", (unsigned long long)p->reservation_id);
     gw_add_header(c, "x-budget-reservation", v);
 }
 
-/* The answer after the commit: buffered body, or the stream's end. */
-static void gw_proxy_committed(struct gw_call *c, int status, const struct proto_result *r,
-                               const char *message)
-{
-    struct gw_proxy *p = c->ctx;
-    c->settle_ms = (double)(gw_now_ns() - p->t0_ns) / 1e6;
-    if (status != PC_OK || r->status != PROTO_OK)
-        fprintf(stderr, "{\"request_id\":\"%s\",\"warning\":\"commit of reservation %llu not"
-                        " acknowledged (%s): it expires charged in full\"}\n",
-                c->request_id, (unsigned long long)p->reservation_id,
-                status == PC_OK ? r->message : (message ? message : "unavailable"));
-    if (p->is_streaming_out) {
-        gw_proxy_send_final(c);
-        return;
-    }
-    if (!c->req)
-        return;
-    gw_proxy_headers_budget(c, status == PC_OK ? r : NULL,
-                            status == PC_OK && r->status == PROTO_OK ? r->amount_micros
-                                                                     : p->reserved_micros);
-    gw_reply_raw(c, p->up_status, p->content_type[0] ? p->content_type : "application/json",
-                 p->body_buf.data ? p->body_buf.data : "", p->body_buf.len);
-}
-
+/* Answer the client now, settle the money in the background. */
 static void gw_proxy_commit(struct gw_call *c, int64_t cost)
 {
     struct gw_proxy *p = c->ctx;
+    p->cost_micros = cost;
+    p->is_release = false;
     p->t0_ns = gw_now_ns();
-    struct proto_cmd cmd;
-    memset(&cmd, 0, sizeof cmd);
-    cmd.type = PROTO_CMD_COMMIT;
-    cmd.u.commit.reservation_id = p->reservation_id;
-    cmd.u.commit.actual_micros = cost;
-    char key[PROTO_KEY_MAX + 1];
-    snprintf(key, sizeof key, "gw-commit-%llu", (unsigned long long)p->reservation_id);
-    cmd.key = proto_str_c(key);
-    gw_ledger_apply(c, &cmd, gw_proxy_committed);
+    if (p->is_streaming_out) {
+        gw_proxy_send_final(c);
+    } else if (c->req) {
+        gw_proxy_headers_budget(c, cost);
+        gw_reply_raw(c, p->up_status, p->content_type[0] ? p->content_type : "application/json",
+                     p->body_buf.data ? p->body_buf.data : "", p->body_buf.len);
+    }
+    gw_proxy_settle_write(c);
 }
 
-static void gw_proxy_released(struct gw_call *c, int status, const struct proto_result *r,
-                              const char *message)
+static void gw_proxy_release(struct gw_call *c)
 {
     struct gw_proxy *p = c->ctx;
-    (void)r;
-    (void)message;
-    (void)status;
-    c->settle_ms = (double)(gw_now_ns() - p->t0_ns) / 1e6;
+    p->is_release = true;
+    p->t0_ns = gw_now_ns();
+    gw_proxy_settle_write(c);
     if (p->is_streaming_out) {
         gw_proxy_send_final(c);
         return;
@@ -183,7 +214,7 @@ static void gw_proxy_released(struct gw_call *c, int status, const struct proto_
         return;
     if (p->up_status >= 400 && p->up_status < 500) {
         /* The provider refused the call: its answer, unchanged. */
-        gw_proxy_headers_budget(c, NULL, 0);
+        gw_proxy_headers_budget(c, 0);
         gw_reply_raw(c, p->up_status, p->content_type[0] ? p->content_type : "application/json",
                      p->body_buf.data ? p->body_buf.data : "", p->body_buf.len);
         return;
@@ -194,17 +225,6 @@ static void gw_proxy_released(struct gw_call *c, int status, const struct proto_
     json_t *extra = json_pack("{s:i}", "upstream_status", p->up_status);
     gw_reply_error(c, p->upstream_error == GW_UPSTREAM_ETIMEOUT ? 504 : 502, "upstream_error",
                    msg, extra);
-}
-
-static void gw_proxy_release(struct gw_call *c)
-{
-    struct gw_proxy *p = c->ctx;
-    p->t0_ns = gw_now_ns();
-    struct proto_cmd cmd;
-    memset(&cmd, 0, sizeof cmd);
-    cmd.type = PROTO_CMD_RELEASE;
-    cmd.u.release.reservation_id = p->reservation_id;
-    gw_ledger_apply(c, &cmd, gw_proxy_released);
 }
 
 /* ---- streaming out (h2o generator) ---- */
@@ -460,6 +480,7 @@ static void gw_proxy_reserved(struct gw_call *c, int status, const struct proto_
         return;
     }
     p->reservation_id = r->id;
+    p->remaining_micros = r->remaining_micros;
     if (!c->req) {
         /* The client left before we forwarded: nothing was bought. */
         gw_proxy_release(c);
