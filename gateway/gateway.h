@@ -194,6 +194,9 @@ void gw_metrics_request(struct gw *g, const char *endpoint, int status, const ch
                         double total_ms, double reserve_ms, double upstream_ms,
                         double settle_ms);
 void gw_metrics_ledger_rtt(struct gw *g, double ms);
+/* Money through this gateway: holds taken and released, cost charged. */
+void gw_metrics_money(struct gw *g, int64_t reserved_micros, int64_t released_micros,
+                      int64_t spent_micros);
 /* The Prometheus text (malloc'd). */
 char *gw_metrics_render(struct gw *g, size_t *len);
 

@@ -25,6 +25,8 @@ struct gw_counter {
 };
 
 struct gw_metrics {
+    int64_t reserved_micros; /* holds outstanding from this gateway's calls */
+    uint64_t spent_micros;   /* charged through this gateway since start */
     struct gw_counter requests[GW_M_KEYS];
     struct gw_counter refusals[GW_M_KEYS];
     struct gw_hist phase[4];
@@ -81,6 +83,14 @@ void gw_metrics_request(struct gw *g, const char *endpoint, int status, const ch
         gw_hist_add(&m->phase[2], upstream_ms);
     if (settle_ms > 0)
         gw_hist_add(&m->phase[3], settle_ms);
+}
+
+void gw_metrics_money(struct gw *g, int64_t reserved_micros, int64_t released_micros,
+                      int64_t spent_micros)
+{
+    struct gw_metrics *m = g->metrics;
+    m->reserved_micros += reserved_micros - released_micros;
+    m->spent_micros += (uint64_t)spent_micros;
 }
 
 void gw_metrics_ledger_rtt(struct gw *g, double ms)
@@ -140,6 +150,13 @@ char *gw_metrics_render(struct gw *g, size_t *len)
     n = snprintf(line, sizeof line, "# TYPE purser_gateway_ledger_rtt_seconds histogram\n");
     proto_buf_append(&b, line, (size_t)n);
     gw_hist_render(&b, "purser_gateway_ledger_rtt_seconds", "", &m->ledger_rtt);
+    n = snprintf(line, sizeof line,
+                 "# TYPE purser_gateway_reserved_micros gauge\n"
+                 "purser_gateway_reserved_micros %lld\n"
+                 "# TYPE purser_gateway_spent_micros_total counter\n"
+                 "purser_gateway_spent_micros_total %llu\n",
+                 (long long)m->reserved_micros, (unsigned long long)m->spent_micros);
+    proto_buf_append(&b, line, (size_t)n);
     n = snprintf(line, sizeof line, "# TYPE purser_gateway_ready gauge\npurser_gateway_ready %d\n",
                  g->is_ready ? 1 : 0);
     proto_buf_append(&b, line, (size_t)n);

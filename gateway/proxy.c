@@ -45,6 +45,7 @@ struct gw_proxy {
     int64_t remaining_micros;    /* room the reserve left (PROTO_UNLIMITED: none) */
     int64_t cost_micros;         /* what the commit posts */
     bool is_release;             /* settling by release instead */
+    char hint_usd[32];           /* X-Budget-Hint, normalized, kept as metadata */
     int settle_tries;
     uint64_t reservation_id;
     uint64_t t0_ns;
@@ -133,8 +134,10 @@ static void gw_proxy_settled(struct gw_call *c, int status, const struct proto_r
 {
     struct gw_proxy *p = c->ctx;
     c->settle_ms = (double)(gw_now_ns() - p->t0_ns) / 1e6;
-    if (status == PC_OK && (r->status == PROTO_OK || p->is_release))
+    if (status == PC_OK && (r->status == PROTO_OK || p->is_release)) {
+        gw_metrics_money(c->gw, 0, p->reserved_micros, p->is_release ? 0 : p->cost_micros);
         return;
+    }
     if (status != PC_OK && ++p->settle_tries < GW_SETTLE_TRIES) {
         gw_proxy_settle_write(c); /* same key: idempotent */
         return;
@@ -481,6 +484,7 @@ static void gw_proxy_reserved(struct gw_call *c, int status, const struct proto_
     }
     p->reservation_id = r->id;
     p->remaining_micros = r->remaining_micros;
+    gw_metrics_money(c->gw, p->reserved_micros, 0, 0);
     if (!c->req) {
         /* The client left before we forwarded: nothing was bought. */
         gw_proxy_release(c);
@@ -541,6 +545,13 @@ static void gw_proxy_priced(struct gw_call *c, int status, const struct gw_price
     if (!has_model && m->count < PROTO_MAP_MAX) {
         m->kv[m->count].key = proto_str_c("model");
         m->kv[m->count].value = proto_str_c(p->model);
+        m->count++;
+    }
+    if (p->hint_usd[0] && m->count < PROTO_MAP_MAX) {
+        /* The caller's own estimate: recorded for estimates and reports;
+         * the hold stays the true upper bound. */
+        m->kv[m->count].key = proto_str_c("hint_usd");
+        m->kv[m->count].value = proto_str_c(p->hint_usd);
         m->count++;
     }
     char key[PROTO_KEY_MAX + 1];
@@ -627,6 +638,16 @@ int gw_proxy_handle(struct gw_call *c, h2o_req_t *req, const char *endpoint,
                                                               : GW_DEFAULT_MAX_OUTPUT);
     if (route->max_output_tokens > 0 && p->max_output_tokens > route->max_output_tokens)
         p->max_output_tokens = route->max_output_tokens;
+    const char *hint = gw_header(req, "x-budget-hint");
+    if (hint) {
+        int64_t micros = 0;
+        if (money_parse_usd(hint, &micros) != 0 || micros < 0 || micros > PROTO_AMOUNT_MAX) {
+            gw_reply_error(c, 400, "invalid_request",
+                           "X-Budget-Hint must be a non-negative USD amount like 0.25", NULL);
+            return 0;
+        }
+        money_format(micros, p->hint_usd, sizeof p->hint_usd);
+    }
     gw_auth_start(c, provider == GW_PROVIDER_ANTHROPIC ? "vendor/anthropic" : "vendor/openai",
                   gw_proxy_authed);
     return 0;

@@ -888,3 +888,28 @@ def test_parallel_callers_across_two_gateways(env):
         check_exactly_k(env, [env.gw.url, gw2.url])
     finally:
         gw2.stop()
+
+
+def test_budget_hint_is_recorded_and_a_bad_hint_is_refused(env):
+    acct, key = env.wallet("5")
+    body = dumps(chat_body(max_tokens=20))
+    r = env.call(CHAT, body, key, {"X-Budget-Account": f"{acct}/bot", "X-Budget-Hint": "0.25"})
+    assert r.status == 200, r
+    res = env.read("reservation", int(r.header("x-budget-reservation")))
+    assert res["metadata"]["hint_usd"] == "0.250000"
+    r = env.call(CHAT, body, key, {"X-Budget-Account": f"{acct}/bot", "X-Budget-Hint": "-1"})
+    assert r.status == 400 and r.json["error"]["type"] == "invalid_request"
+    assert "X-Budget-Hint" in r.json["error"]["message"]
+
+
+def test_metrics_show_money_through_the_gateway(env):
+    acct, key = env.wallet("5")
+    r = env.call(CHAT, dumps(chat_body(max_tokens=20)), key, {"X-Budget-Account": f"{acct}/bot"})
+    assert r.status == 200, r
+    cost = int(r.header("x-budget-cost").replace(".", ""))
+    wait_settled(env, acct)
+    text = env.get("/metrics").body.decode()
+    spent = int(next(l.split()[1] for l in text.splitlines()
+                     if l.startswith("purser_gateway_spent_micros_total ")))
+    assert spent >= cost
+    assert any(l.startswith("purser_gateway_reserved_micros ") for l in text.splitlines())
