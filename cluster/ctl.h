@@ -13,7 +13,9 @@
  *   ctl_ledger.c  account, grant, reserve/commit/release, transfer, key,
  *                 price, policy, period commands;
  *   ctl_cluster.c cluster status/members/add/remove/promote/transfer-leader/
- *                 verify, snapshot, backup, restore.
+ *                 verify, snapshot, backup, restore;
+ *   ctl_report.c  report chargeback|spend|trial-balance|transfers in table,
+ *                 CSV, JSON, XLSX and FOCUS formats.
  *
  * Every command handler returns an exit code (CTL_EXIT_*) and has already
  * printed its one-line error when it is not CTL_EXIT_OK.
@@ -69,6 +71,11 @@ enum ctl_opt {
     CTL_OPT_WORKFLOW,
     CTL_OPT_REASON,
     CTL_OPT_ON_EXPIRE,
+    CTL_OPT_MONTH,
+    CTL_OPT_GROUP_BY,
+    CTL_OPT_FORMAT,
+    CTL_OPT_OUT,
+    CTL_OPT_VIEW,
     CTL_OPT_COUNT
 };
 
@@ -283,7 +290,7 @@ void ctl_packer_init(msgpack_packer *pk, struct proto_buf *buf);
 int ctl_connect_nodes(struct ctl *ctl, const char *const *addrs, uint32_t count,
                       uint32_t deadline_ms, struct pc_sync **out);
 
-/* ---- commands (ctl_ledger.c, ctl_cluster.c) ---- */
+/* ---- commands (ctl_ledger.c, ctl_report.c, ctl_cluster.c) ---- */
 
 typedef int (*ctl_run_fn)(struct ctl *ctl);
 
@@ -309,6 +316,8 @@ int ctl_policy_set(struct ctl *ctl);
 int ctl_policy_show(struct ctl *ctl);
 int ctl_period_close(struct ctl *ctl);
 int ctl_period_list(struct ctl *ctl);
+
+int ctl_report(struct ctl *ctl);
 
 int ctl_cluster_status(struct ctl *ctl);
 int ctl_cluster_members(struct ctl *ctl);

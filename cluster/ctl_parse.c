@@ -46,6 +46,11 @@ static const struct opt_spec opt_specs[CTL_OPT_COUNT] = {
     [CTL_OPT_WORKFLOW] = {"workflow", true},
     [CTL_OPT_REASON] = {"reason", true},
     [CTL_OPT_ON_EXPIRE] = {"on-expire", true},
+    [CTL_OPT_MONTH] = {"month", true},
+    [CTL_OPT_GROUP_BY] = {"group-by", true},
+    [CTL_OPT_FORMAT] = {"format", true},
+    [CTL_OPT_OUT] = {"out", true},
+    [CTL_OPT_VIEW] = {"view", true},
 };
 
 static int fail(char *err, size_t cap, const char *fmt, ...)

@@ -96,6 +96,11 @@ static const struct ctl_command commands[] = {
     {"period", "close", "YYYY-MM", "close a month: no posting may land in it after", 1, 1,
      MUTATING, ctl_period_close},
     {"period", "list", "", "closed months", 0, 0, READ, ctl_period_list},
+    {"report", NULL, "chargeback|spend|trial-balance|transfers --month YYYY-MM "
+     "[--group-by KEY,...] [--format table|csv|json|xlsx|focus] [--out FILE] "
+     "[--view account|cost_center]", "a month's report (UTC); spend groups by metadata keys; "
+     "chargeback has a by-account and a by-cost_center view", 1, 1,
+     READ | B(MONTH) | B(GROUP_BY) | B(FORMAT) | B(OUT) | B(VIEW), ctl_report},
 };
 
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])

@@ -239,4 +239,97 @@ typedef int (*ledger_period_cb)(void *arg, const char *month, int64_t closed_at_
 int ledger_period_list(struct ledger *l, ledger_period_cb cb, void *arg,
                        struct ledger_error *err);
 
+/* ---- reports (report.c) ----
+ *
+ * Month-end reports over the journal of one UTC month [first day 00:00,
+ * first day of the next month 00:00), found by binary search over the
+ * time-ordered ids.  Sums are exact int64 micros; an overflow is an error
+ * (LEDGER_EOVERFLOW), never a wrap.  Rows come sorted, so a closed month
+ * gives the same rows in the same order on every replica, every time:
+ *
+ *   chargeback     postings of kind chargeback, summed per (debtor, creditor)
+ *                  account pair — view ACCOUNT, sorted by debtor then creditor
+ *                  name, each row carrying both sides' `cost_center` tag ("" when
+ *                  missing) — then the same postings summed per (debtor
+ *                  cost_center, creditor cost_center) — view COST_CENTER,
+ *                  sorted by those two strings.  Each view ends with a total.
+ *   spend          postings of kind spend, summed per (values of the group-by
+ *                  metadata keys, account = debit, payee = credit); a missing key
+ *                  is "".  Sorted by the values in key order, then account name,
+ *                  then payee name.  Ends with a total.
+ *   trial balance  per account with postings in the month (any kind): debits,
+ *                  credits and net = credits - debits, in account name order; the
+ *                  total row has net 0 (asserted: every posting debits and credits
+ *                  the same amount).
+ *   transfers      the raw journal rows of the month in id (= time) order, then a
+ *                  total.
+ *
+ * Strings and metadata in a row live until the callback returns.  `cb`
+ * returns non-zero to stop early (not an error).  An aggregate report that
+ * fails delivers no row; transfers stream, so on an error discard what came.  `offset` (ledger_report_from)
+ * skips that many rows first — totals count as rows — which is how the RPC
+ * pages a report; for transfers the skip is a seek, not a scan. */
+#define LEDGER_EOVERFLOW 6 /* reports: a sum does not fit int64 */
+
+#define LEDGER_REPORT_CHARGEBACK 1
+#define LEDGER_REPORT_SPEND 2
+#define LEDGER_REPORT_TRIAL_BALANCE 3
+#define LEDGER_REPORT_TRANSFERS 4
+
+#define LEDGER_REPORT_VIEW_ACCOUNT 0
+#define LEDGER_REPORT_VIEW_COST_CENTER 1
+
+/* Most group-by keys of a spend report. */
+#define LEDGER_REPORT_GROUP_MAX 8
+/* The account tag the chargeback report groups by. */
+#define LEDGER_REPORT_COST_CENTER_TAG "cost_center"
+
+struct ledger_report_row {
+    int view;                   /* chargeback: LEDGER_REPORT_VIEW_*; else ACCOUNT */
+    bool is_total;              /* the last row of a view: the sums of its rows */
+    /* chargeback: debtor and creditor; spend: account and payee; trial
+     * balance: debit = the account; transfers: the posting's two sides.
+     * "" in cost_center rows and in totals. */
+    const char *debit;
+    const char *credit;
+    /* chargeback: the cost_center tag of each side ("" when none) */
+    const char *debit_cost_center;
+    const char *credit_cost_center;
+    /* spend: the value of each group-by key ("" when missing), in key order */
+    uint32_t group_count;
+    const char *group[LEDGER_REPORT_GROUP_MAX];
+    uint64_t posting_count;     /* postings summed into this row (1 in transfers) */
+    int64_t amount_micros;      /* chargeback, spend, transfers */
+    int64_t overrun_micros;     /* spend, transfers */
+    int64_t debit_micros;       /* trial balance */
+    int64_t credit_micros;
+    int64_t net_micros;         /* credit_micros - debit_micros */
+    /* transfers only (0 / NULL in totals) */
+    uint64_t id;
+    int64_t ts_ms;
+    int kind;                   /* enum proto_kind */
+    uint64_t reservation_id;
+    const uint8_t *metadata;    /* the stored msgpack map, metadata_len bytes */
+    uint32_t metadata_len;
+};
+typedef int (*ledger_report_cb)(void *arg, const struct ledger_report_row *row);
+
+/* Run report `kind` (LEDGER_REPORT_*) over month `year`-`month` (UTC).
+ * `group_by` (spend only; ignored otherwise) names up to
+ * LEDGER_REPORT_GROUP_MAX distinct metadata keys.  Returns 0, LEDGER_EINVAL
+ * (bad kind, month or keys), LEDGER_EOVERFLOW, LEDGER_ENOMEM or
+ * LEDGER_ESQL, with err naming what was wrong. */
+int ledger_report(struct ledger *l, int kind, int year, int month,
+                  const char *const *group_by, uint32_t group_count,
+                  ledger_report_cb cb, void *arg, struct ledger_error *err);
+/* The same, delivering rows from row number `offset` (0-based) on. */
+int ledger_report_from(struct ledger *l, int kind, int year, int month,
+                       const char *const *group_by, uint32_t group_count,
+                       uint64_t offset, ledger_report_cb cb, void *arg,
+                       struct ledger_error *err);
+/* "chargeback", "spend", "trial-balance", "transfers" -> LEDGER_REPORT_*,
+ * or -1; and back (NULL for an unknown kind). */
+int ledger_report_kind_parse(const char *name);
+const char *ledger_report_kind_name(int kind);
+
 #endif
