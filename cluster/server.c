@@ -220,53 +220,34 @@ static void server_send_challenge(struct conn *c)
     conn_queue(c);
 }
 
-static int server_role_parse(struct proto_str s)
-{
-    if (proto_str_eq(s, "admin"))
-        return CONN_ROLE_ADMIN;
-    if (proto_str_eq(s, "gateway"))
-        return CONN_ROLE_GATEWAY;
-    if (proto_str_eq(s, "reader"))
-        return CONN_ROLE_READER;
-    return CONN_ROLE_NONE;
-}
-
 static void server_hello(struct conn *c, uint32_t id, struct mp_reader *r, uint32_t count)
 {
     struct node *n = c->srv->node;
-    uint64_t version = 0;
-    const char *role_ptr = NULL;
-    uint32_t role_len = 0;
-    if (count != 3 || mp_uint_read(r, &version) != MP_OK ||
-        mp_str_read(r, &role_ptr, &role_len) != MP_OK) {
+    struct hello_params h;
+    switch (hello_parse(r, count, &h)) {
+    case HELLO_OK:
+        break;
+    case HELLO_BAD_VERSION:
+        conn_reply_error(c, id, RPC_E_BAD_VERSION, "protocol version 1 expected");
+        return;
+    case HELLO_UNKNOWN_ROLE:
+        conn_reply_error(c, id, RPC_E_UNAUTHORIZED, "unknown role");
+        return;
+    default:
         conn_reply_error(c, id, RPC_E_BAD_REQUEST, "hello takes [version, role, proof]");
         return;
     }
-    if (version != RPC_VERSION) {
-        conn_reply_error(c, id, RPC_E_BAD_VERSION, "protocol version 1 expected");
-        return;
-    }
-    struct proto_str role_s = {role_ptr, role_len};
-    int role = server_role_parse(role_s);
-    if (role == CONN_ROLE_NONE) {
-        conn_reply_error(c, id, RPC_E_UNAUTHORIZED, "unknown role");
-        return;
-    }
+    int role = h.role;
     if (!n->opt.is_no_auth) {
-        const uint8_t *proof = NULL;
-        uint32_t proof_len = 0;
-        char role_c[16];
-        memcpy(role_c, role_s.ptr, role_s.len); /* a known role: short */
-        role_c[role_s.len] = '\0';
+        const char *role_c = hello_role_name(role);
         const char *secret = rpc_auth_secret(&n->opt.auth, role_c);
         uint8_t want[RPC_PROOF_BYTES];
-        if (mp_bin_read(r, &proof, &proof_len) != MP_OK || proof_len != RPC_PROOF_BYTES ||
-            !secret[0]) {
+        if (!h.has_proof || !secret[0]) {
             conn_reply_error(c, id, RPC_E_UNAUTHORIZED, "a proof for this role is required");
             return;
         }
         rpc_proof(secret, c->nonce, role_c, want);
-        if (!rpc_proof_equal(want, proof)) {
+        if (!rpc_proof_equal(want, h.proof)) {
             conn_reply_error(c, id, RPC_E_UNAUTHORIZED, "wrong proof");
             return;
         }

@@ -9,15 +9,9 @@
 #ifndef PURSER_SERVER_H
 #define PURSER_SERVER_H
 
+#include "cluster/hello.h" /* enum conn_role */
 #include "cluster/node.h"
 #include "proto/mp.h"
-
-enum conn_role {
-    CONN_ROLE_NONE = 0,
-    CONN_ROLE_READER = 1,
-    CONN_ROLE_GATEWAY = 2,
-    CONN_ROLE_ADMIN = 3,
-};
 
 struct conn {
     uv_tcp_t tcp;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "gateway/gateway.h"
+#include "gateway/parse.h"
 
 struct gw_auth {
     gw_auth_next next;
@@ -79,64 +80,6 @@ void gw_reply_refusal(struct gw_call *c, const struct proto_result *r, int64_t r
         break;
     }
     gw_reply_error(c, status, type, r->message, extra);
-}
-
-/* X-Budget-Metadata: {"k": "v", ...} into c->metadata. */
-static int gw_auth_metadata(struct gw_call *c, const char *text, char *msg, size_t cap)
-{
-    json_error_t jerr;
-    json_t *doc = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
-    if (!doc || !json_is_object(doc)) {
-        json_decref(doc);
-        snprintf(msg, cap, "X-Budget-Metadata must be a JSON object of strings");
-        return -1;
-    }
-    if (json_object_size(doc) > PROTO_MAP_MAX) {
-        json_decref(doc);
-        snprintf(msg, cap, "X-Budget-Metadata has more than %d keys", PROTO_MAP_MAX);
-        return -1;
-    }
-    size_t total = 0;
-    const char *k;
-    json_t *v;
-    json_object_foreach(doc, k, v)
-    {
-        if (!json_is_string(v)) {
-            snprintf(msg, cap, "X-Budget-Metadata: the value of \"%.64s\" is not a string", k);
-            json_decref(doc);
-            return -1;
-        }
-        size_t kl = strlen(k), vl = json_string_length(v);
-        if (kl == 0 || kl > PROTO_MAP_KEY_MAX || vl > PROTO_MAP_VALUE_MAX) {
-            snprintf(msg, cap, "X-Budget-Metadata: key \"%.64s\" or its value is too long"
-                     " (keys 1..%d bytes, values up to %d)", k, PROTO_MAP_KEY_MAX,
-                     PROTO_MAP_VALUE_MAX);
-            json_decref(doc);
-            return -1;
-        }
-        total += kl + vl + 2;
-    }
-    c->metadata_buf = malloc(total + 1);
-    if (!c->metadata_buf) {
-        json_decref(doc);
-        snprintf(msg, cap, "out of memory");
-        return -1;
-    }
-    char *p = c->metadata_buf;
-    c->metadata.count = 0;
-    json_object_foreach(doc, k, v)
-    {
-        size_t kl = strlen(k), vl = json_string_length(v);
-        memcpy(p, k, kl);
-        c->metadata.kv[c->metadata.count].key = (struct proto_str){p, (uint32_t)kl};
-        p += kl;
-        memcpy(p, json_string_value(v), vl);
-        c->metadata.kv[c->metadata.count].value = (struct proto_str){p, (uint32_t)vl};
-        p += vl;
-        c->metadata.count++;
-    }
-    json_decref(doc);
-    return 0;
 }
 
 static bool gw_auth_has_meta(const struct gw_call *c, const char *key)
@@ -249,7 +192,8 @@ static void gw_auth_key_cb(struct gw_call *c, int status, const struct gw_key *k
         return;
     }
     snprintf(c->payee, sizeof c->payee, "%s", payee ? payee : a->default_payee);
-    if (meta && gw_auth_metadata(c, meta, msg, sizeof msg) != 0) {
+    if (meta &&
+        gw_parse_metadata(meta, &c->metadata, &c->metadata_buf, msg, sizeof msg) != 0) {
         gw_reply_error(c, 400, "invalid_request", msg, NULL);
         return;
     }

@@ -11,28 +11,7 @@
 #include <string.h>
 
 #include "gateway/gateway.h"
-
-enum gw_budget_op {
-    GW_B_RESERVE,
-    GW_B_COMMIT,
-    GW_B_RELEASE,
-    GW_B_ACCOUNT,
-    GW_B_GRANT,
-    GW_B_GRANT_CLOSE,
-    GW_B_TRANSFER,
-};
-
-struct gw_budget {
-    enum gw_budget_op op;
-    json_t *body;
-    uint64_t id;             /* reservation / grant id from the path */
-    char path_arg[PROTO_NAME_MAX + 1];
-    int64_t amount;
-    int64_t ttl_ms;
-    char name2[PROTO_NAME_MAX + 1]; /* payee / credit / parent */
-    char workflow[PROTO_TEXT_MAX + 1];
-    struct proto_map body_meta;
-};
+#include "gateway/parse.h"
 
 static void gw_budget_free(struct gw_call *c)
 {
@@ -42,61 +21,6 @@ static void gw_budget_free(struct gw_call *c)
         free(b);
     }
     c->ctx = NULL;
-}
-
-/* An integer field: 0 ok, 1 absent, -1 not an integer (message set). */
-static int gw_body_int(json_t *body, const char *k, int64_t *out, char *msg, size_t cap)
-{
-    json_t *v = body ? json_object_get(body, k) : NULL;
-    if (!v)
-        return 1;
-    if (!json_is_integer(v)) {
-        snprintf(msg, cap, "%s must be an integer", k);
-        return -1;
-    }
-    *out = json_integer_value(v);
-    return 0;
-}
-
-static int gw_body_str(json_t *body, const char *k, char *out, size_t cap, char *msg,
-                       size_t msg_cap)
-{
-    json_t *v = body ? json_object_get(body, k) : NULL;
-    if (!v)
-        return 1;
-    if (!json_is_string(v) || json_string_length(v) >= cap) {
-        snprintf(msg, msg_cap, "%s must be a string of at most %zu bytes", k, cap - 1);
-        return -1;
-    }
-    snprintf(out, cap, "%s", json_string_value(v));
-    return 0;
-}
-
-/* Body "metadata" (object of strings) into b->body_meta (views into body). */
-static int gw_body_meta(struct gw_budget *b, char *msg, size_t cap)
-{
-    json_t *m = b->body ? json_object_get(b->body, "metadata") : NULL;
-    if (!m)
-        return 0;
-    if (!json_is_object(m) || json_object_size(m) > PROTO_MAP_MAX) {
-        snprintf(msg, cap, "metadata must be an object of at most %d strings", PROTO_MAP_MAX);
-        return -1;
-    }
-    const char *k;
-    json_t *v;
-    json_object_foreach(m, k, v)
-    {
-        if (!json_is_string(v) || strlen(k) == 0 || strlen(k) > PROTO_MAP_KEY_MAX ||
-            json_string_length(v) > PROTO_MAP_VALUE_MAX) {
-            snprintf(msg, cap, "metadata: \"%.64s\" must map to a string (keys 1..%d, values"
-                     " up to %d bytes)", k, PROTO_MAP_KEY_MAX, PROTO_MAP_VALUE_MAX);
-            return -1;
-        }
-        struct proto_kv *kv = &b->body_meta.kv[b->body_meta.count++];
-        kv->key = proto_str_c(k);
-        kv->value = (struct proto_str){json_string_value(v), (uint32_t)json_string_length(v)};
-    }
-    return 0;
 }
 
 static const struct proto_map *gw_budget_meta(struct gw_call *c, struct gw_budget *b)
@@ -282,7 +206,7 @@ static void gw_budget_authed(struct gw_call *c)
     char acct[PROTO_NAME_MAX + 1] = "";
     const char *field = b->op == GW_B_GRANT ? "parent" : b->op == GW_B_TRANSFER ? "debit"
                                                                                 : "account";
-    int has = gw_body_str(b->body, field, acct, sizeof acct, msg, sizeof msg);
+    int has = gw_parse_body_str(b->body, field, acct, sizeof acct, msg, sizeof msg);
     if (has < 0) {
         gw_reply_error(c, 400, "invalid_request", msg, NULL);
         return;
@@ -329,40 +253,6 @@ static void gw_budget_authed(struct gw_call *c)
     gw_ledger_apply(c, &cmd, gw_budget_applied);
 }
 
-/* Parse "/v1/budget/<rest>" into an operation. */
-static int gw_budget_route(struct gw_budget *b, h2o_req_t *req, bool is_post)
-{
-    char path[512];
-    size_t n = req->path_normalized.len;
-    if (n >= sizeof path)
-        return -1;
-    memcpy(path, req->path_normalized.base, n);
-    path[n] = '\0';
-    const char *rest = path + strlen("/v1/budget/");
-    unsigned long long id = 0;
-    char tail[32] = "";
-    if (is_post && strcmp(rest, "reservations") == 0)
-        b->op = GW_B_RESERVE;
-    else if (is_post && strcmp(rest, "grants") == 0)
-        b->op = GW_B_GRANT;
-    else if (is_post && strcmp(rest, "transfers") == 0)
-        b->op = GW_B_TRANSFER;
-    else if (is_post && sscanf(rest, "reservations/%llu/%31s", &id, tail) == 2 &&
-             (strcmp(tail, "commit") == 0 || strcmp(tail, "release") == 0))
-        b->op = strcmp(tail, "commit") == 0 ? GW_B_COMMIT : GW_B_RELEASE;
-    else if (is_post && sscanf(rest, "grants/%llu/%31s", &id, tail) == 2 &&
-             strcmp(tail, "close") == 0)
-        b->op = GW_B_GRANT_CLOSE;
-    else if (!is_post && strncmp(rest, "accounts/", 9) == 0 && strlen(rest + 9) > 0 &&
-             strlen(rest + 9) <= PROTO_NAME_MAX) {
-        b->op = GW_B_ACCOUNT;
-        snprintf(b->path_arg, sizeof b->path_arg, "%s", rest + 9);
-    } else
-        return -1;
-    b->id = id;
-    return 0;
-}
-
 int gw_budget_handle(struct gw_call *c, h2o_req_t *req)
 {
     bool is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
@@ -371,56 +261,14 @@ int gw_budget_handle(struct gw_call *c, h2o_req_t *req)
         gw_reply_error(c, 500, "internal", "out of memory", NULL);
         return 0;
     }
-    if (gw_budget_route(b, req, is_post) != 0) {
+    const h2o_iovec_t *path = &req->path_normalized;
+    if (gw_parse_budget_path(path->base, path->len, is_post, b) != 0) {
         free(b);
         gw_reply_error(c, 404, "not_found", "no such budget endpoint", NULL);
         return 0;
     }
     char msg[256] = "";
-    if (is_post && req->entity.len > 0) {
-        json_error_t jerr;
-        b->body = json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!b->body || !json_is_object(b->body)) {
-            json_decref(b->body);
-            free(b);
-            gw_reply_error(c, 400, "invalid_request", "the body must be a JSON object", NULL);
-            return 0;
-        }
-    }
-    int rc = 0;
-    bool needs_amount = b->op == GW_B_RESERVE || b->op == GW_B_GRANT || b->op == GW_B_TRANSFER ||
-                        b->op == GW_B_COMMIT;
-    const char *amount_field = b->op == GW_B_COMMIT ? "actual_micros" : "amount_micros";
-    if (needs_amount && (rc = gw_body_int(b->body, amount_field, &b->amount, msg, sizeof msg)) != 0)
-        snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "%s%s",
-                 rc > 0 ? amount_field : "", rc > 0 ? " is required" : "");
-    if (rc == 0 && (b->op == GW_B_RESERVE || b->op == GW_B_GRANT)) {
-        b->ttl_ms = b->op == GW_B_RESERVE ? 60000 : 3600000;
-        if (gw_body_int(b->body, "ttl_ms", &b->ttl_ms, msg, sizeof msg) < 0)
-            rc = -1;
-    }
-    if (rc == 0 && b->op == GW_B_RESERVE &&
-        gw_body_str(b->body, "payee", b->name2, sizeof b->name2, msg, sizeof msg) < 0)
-        rc = -1;
-    if (rc == 0 && b->op == GW_B_TRANSFER) {
-        char kind[32] = "chargeback";
-        if (gw_body_str(b->body, "credit", b->name2, sizeof b->name2, msg, sizeof msg) != 0) {
-            if (!msg[0])
-                snprintf(msg, sizeof msg, "credit is required");
-            rc = -1;
-        } else if (gw_body_str(b->body, "kind", kind, sizeof kind, msg, sizeof msg) < 0 ||
-                   strcmp(kind, "chargeback") != 0) {
-            snprintf(msg, sizeof msg, "kind must be \"chargeback\"");
-            rc = -1;
-        }
-    }
-    if (rc == 0 && b->op == GW_B_GRANT &&
-        gw_body_str(b->body, "workflow", b->workflow, sizeof b->workflow, msg, sizeof msg) < 0)
-        rc = -1;
-    if (rc == 0 && gw_body_meta(b, msg, sizeof msg) != 0)
-        rc = -1;
-    if (rc != 0) {
-        json_decref(b->body);
+    if (gw_parse_budget_body(b, is_post, req->entity.base, req->entity.len, msg, sizeof msg) != 0) {
         free(b);
         gw_reply_error(c, 400, "invalid_request", msg, NULL);
         return 0;

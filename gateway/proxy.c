@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "gateway/gateway.h"
+#include "gateway/parse.h"
 
 #define GW_STREAM_PAUSE_BYTES (1u << 20)
 
@@ -572,25 +573,16 @@ int gw_proxy_handle(struct gw_call *c, h2o_req_t *req, const char *endpoint,
                     enum gw_provider provider)
 {
     struct gw *g = c->gw;
-    json_error_t jerr;
-    json_t *body = json_loadb(req->entity.base, req->entity.len, 0, &jerr);
-    if (!body || !json_is_object(body)) {
-        json_decref(body);
-        gw_reply_error(c, 400, "invalid_request", "the body must be a JSON object", NULL);
+    struct gw_proxy_request pr;
+    char msg[400];
+    if (gw_parse_proxy_body(req->entity.base, req->entity.len, &pr, msg, sizeof msg) != 0) {
+        gw_reply_error(c, 400, "invalid_request", msg, NULL);
         return 0;
     }
-    json_t *model = json_object_get(body, "model");
-    if (!json_is_string(model) || json_string_length(model) == 0 ||
-        json_string_length(model) > PROTO_TEXT_MAX) {
-        json_decref(body);
-        gw_reply_error(c, 400, "invalid_request", "\"model\" must be a non-empty string", NULL);
-        return 0;
-    }
-    const struct gw_model_conf *route = gw_config_model(&g->config, json_string_value(model));
+    json_t *body = pr.body;
+    const struct gw_model_conf *route = gw_config_model(&g->config, pr.model);
     if (!route) {
-        char msg[400];
-        snprintf(msg, sizeof msg, "model \"%s\" is not routed by this gateway",
-                 json_string_value(model));
+        snprintf(msg, sizeof msg, "model \"%s\" is not routed by this gateway", pr.model);
         json_decref(body);
         gw_reply_error(c, 400, "invalid_request", msg, NULL);
         return 0;
@@ -614,9 +606,9 @@ int gw_proxy_handle(struct gw_call *c, h2o_req_t *req, const char *endpoint,
     p->body = body;
     p->route = route;
     p->up = up;
-    snprintf(p->model, sizeof p->model, "%s", json_string_value(model));
+    snprintf(p->model, sizeof p->model, "%s", pr.model);
     p->is_embeddings = strcmp(endpoint, "/embeddings") == 0;
-    p->is_stream = json_is_true(json_object_get(body, "stream"));
+    p->is_stream = pr.is_stream;
     gw_sse_init(&p->sse, provider);
     proto_buf_init(&p->body_buf);
     proto_buf_init(&p->pending);
@@ -624,16 +616,11 @@ int gw_proxy_handle(struct gw_call *c, h2o_req_t *req, const char *endpoint,
     c->ctx = p;
     c->ctx_free = gw_proxy_free;
     /* The output bound: the call's own limit, else the model's. */
-    json_t *mt = json_object_get(body, "max_completion_tokens");
-    if (!mt)
-        mt = json_object_get(body, "max_tokens");
-    if (mt && (!json_is_integer(mt) || json_integer_value(mt) < 0 ||
-               json_integer_value(mt) > 100000000)) {
-        gw_reply_error(c, 400, "invalid_request", "max_tokens must be a non-negative integer",
-                       NULL);
+    if (pr.is_max_tokens_bad) {
+        gw_reply_error(c, 400, "invalid_request", GW_PARSE_MAX_TOKENS_MESSAGE, NULL);
         return 0;
     }
-    p->max_output_tokens = mt ? json_integer_value(mt)
+    p->max_output_tokens = pr.has_max_tokens ? pr.max_tokens
                               : (route->max_output_tokens > 0 ? route->max_output_tokens
                                                               : GW_DEFAULT_MAX_OUTPUT);
     if (route->max_output_tokens > 0 && p->max_output_tokens > route->max_output_tokens)
@@ -641,7 +628,7 @@ int gw_proxy_handle(struct gw_call *c, h2o_req_t *req, const char *endpoint,
     const char *hint = gw_header(req, "x-budget-hint");
     if (hint) {
         int64_t micros = 0;
-        if (money_parse_usd(hint, &micros) != 0 || micros < 0 || micros > PROTO_AMOUNT_MAX) {
+        if (gw_parse_hint(hint, &micros) != 0) {
             gw_reply_error(c, 400, "invalid_request",
                            "X-Budget-Hint must be a non-negative USD amount like 0.25", NULL);
             return 0;

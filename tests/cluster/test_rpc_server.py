@@ -141,6 +141,19 @@ def test_malformed_command_gets_bad_request_and_node_keeps_serving(cluster3):
     c.close()
 
 
+def test_read_with_more_than_65535_params_is_not_shortened(cluster3):
+    # method_read rebuilds the params header: a count above 65535 once
+    # wrapped (65539 read as 3), so trailing junk was silently ignored.
+    cl = cluster3.cluster()
+    assert cl.apply(pr.account_create("wide")).ok
+    c = cluster3.leader().client("reader")
+    assert c.read("account", "wide", consistency="stale")["name"] == "wide"
+    with pytest.raises(RpcError) as e:
+        c.call("read", ["account", "stale", "wide"] + [None] * 65536)
+    assert e.value.code == "BAD_REQUEST"
+    c.close()
+
+
 def test_oversized_frame_closes_only_that_connection(cluster3):
     lead = cluster3.leader()
     bad = lead.client()

@@ -12,6 +12,8 @@ proto_entry/ holds entries (version byte + [timestamp_ms, [cmd...]]) and a
 few "\\x00" + command / map seeds, since fuzz_proto_entry feeds the input
 after its first byte to proto_cmd_decode and proto_map_json.
 proto_result/ holds results and two money strings.
+rpc_hello/ holds hello, apply, read and challenge messages; gateway_json/
+holds X-Budget-* headers, proxy and budget bodies and budget paths.
 """
 import os
 import struct
@@ -141,6 +143,53 @@ def result_seeds():
     }
 
 
+def request(id_, method, params):
+    return pack([0, id_, method, params])
+
+
+def rpc_hello_seeds():
+    """RPC messages without their length prefix, as fuzz_rpc_hello decodes
+    them (requests dispatch on the method; anything else is bare params)."""
+    proof = bytes(range(100, 132))
+    return {
+        "hello_gateway": request(0x80000000, "hello", [1, "gateway", proof]),
+        "hello_reader_nil_proof": request(1, "hello", [1, "reader", None]),
+        "hello_bad_version": request(1, "hello", [2, "admin", proof]),
+        "apply_reserve": request(2, "apply", [pack(COMMANDS["reserve"])]),
+        "read_account": request(3, "read", ["account", "linear", "acme/eng"]),
+        "read_key_by_hash": request(4, "read", ["key_by_hash", "stale", HASH]),
+        "read_report": request(5, "read", ["report", "stale", "account", 2026, 10,
+                                           ["team", "ticket"], 100]),
+        "read_journal": request(6, "read", ["journal", "linear", 2026, 10]),
+        "challenge": pack([2, "challenge", [1, bytes(32), 3]]),
+        "params_hello_admin": pack([1, "admin", proof]),
+    }
+
+
+def gateway_json_seeds():
+    """A selector byte (low 3 bits: budget op reserve, commit, release,
+    account, grant, grant_close, transfer; bit 3: POST), then text fed to
+    every gateway parser: header, body and path."""
+    post = 8
+    return {
+        "metadata": bytes([post]) + b'{"team":"search","ticket":"T-1","note":"\u00e9\""}',
+        "hint": bytes([post]) + b"0.25",
+        "proxy_openai": bytes([post]) + b'{"model":"gpt-4o","stream":true,"max_tokens":100,'
+                        b'"messages":[{"role":"user","content":"hi"}]}',
+        "proxy_anthropic": bytes([post]) + b'{"model":"claude-sonnet","max_completion_tokens":'
+                           b'7,"max_tokens":-1,"stream":false}',
+        "budget_reserve": bytes([post | 0]) + b'{"amount_micros":5000,"ttl_ms":1000,'
+                          b'"payee":"vendor/x","account":"acme/eng","metadata":{"run":"7"}}',
+        "budget_commit": bytes([post | 1]) + b'{"actual_micros":4200,"metadata":{"k":"v"}}',
+        "budget_grant": bytes([post | 4]) + b'{"amount_micros":1,"parent":"acme","workflow":'
+                        b'"nightly"}',
+        "budget_transfer": bytes([post | 6]) + b'{"amount_micros":3,"debit":"acme/a",'
+                           b'"credit":"acme/b","kind":"chargeback"}',
+        "path_commit": bytes([post | 1]) + b"reservations/42/commit",
+        "path_account": bytes([3]) + b"accounts/acme/eng",
+    }
+
+
 def write(dirname, seeds):
     path = os.path.join(HERE, "corpus", dirname)
     os.makedirs(path, exist_ok=True)
@@ -152,3 +201,5 @@ def write(dirname, seeds):
 if __name__ == "__main__":
     write("proto_entry", entry_seeds())
     write("proto_result", result_seeds())
+    write("rpc_hello", rpc_hello_seeds())
+    write("gateway_json", gateway_json_seeds())
