@@ -380,8 +380,8 @@ static void test_negative_float_and_absurd_counts_are_ignored(void **state)
         "data: {\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":-1}}\n\n",
         "data: {\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1e3}}\n\n",
         "data: {\"usage\":{\"prompt_tokens\":1000000000001,\"completion_tokens\":3}}\n\n",
-        "data: {\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3,"
-        "\"prompt_tokens_details\":{\"cached_tokens\":-2}}}\n\n",
+        ("data: {\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3,"
+         "\"prompt_tokens_details\":{\"cached_tokens\":-2}}}\n\n"),
     };
     for (size_t i = 0; i < sizeof(openai_bad) / sizeof(openai_bad[0]); i++) {
         struct gw_usage u = feed_str(GW_PROVIDER_OPENAI, openai_bad[i]);
@@ -390,8 +390,8 @@ static void test_negative_float_and_absurd_counts_are_ignored(void **state)
     static const char *const anthropic_bad[] = {
         "data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":-5}}\n\n",
         "data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":5.25}}\n\n",
-        "data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":5,"
-        "\"cache_read_input_tokens\":-1}}\n\n",
+        ("data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":5,"
+         "\"cache_read_input_tokens\":-1}}\n\n"),
         "data: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":2000000000000}}\n\n",
     };
     for (size_t i = 0; i < sizeof(anthropic_bad) / sizeof(anthropic_bad[0]); i++) {
