@@ -226,7 +226,7 @@ int node_start(struct node *n, uv_loop_t *loop, const struct node_options *o, ch
     bool has_data = node_has_data(o->data_dir);
     int rv = raft_uv_tcp_init(&n->tcp, loop);
     if (rv == 0)
-        rv = nodelay_transport_init(&n->transport, &n->tcp);
+        rv = nodelay_transport_init(&n->transport, &n->tcp, o->raft_bind);
     if (rv == 0)
         rv = raft_uv_init(&n->io, loop, o->data_dir, &n->transport);
     if (rv != 0) {
@@ -245,6 +245,9 @@ int node_start(struct node *n, uv_loop_t *loop, const struct node_options *o, ch
     raft_set_pre_vote(&n->raft, true);
     raft_set_election_timeout(&n->raft, o->election_timeout_ms);
     raft_set_heartbeat_timeout(&n->raft, o->heartbeat_timeout_ms);
+    /* raft 0.15 leaves a follower in snapshot mode until this expires when
+     * it rejects an install (seen after a full disk): 30 s by default. */
+    raft_set_install_snapshot_timeout(&n->raft, 3 * o->election_timeout_ms);
     raft_set_snapshot_threshold(&n->raft, o->snapshot_threshold);
     raft_set_snapshot_trailing(&n->raft, o->snapshot_trailing);
 

@@ -41,6 +41,7 @@
 struct node_options {
     raft_id id;
     char raft_addr[NODE_ADDR_MAX];
+    char raft_bind[NODE_ADDR_MAX]; /* --raft-bind: listen here, "" = raft_addr */
     char rpc_addr[NODE_ADDR_MAX];
     char data_dir[512];
     char bootstrap[2048];  /* "ID@RAFT/RPC,..." or "" */
@@ -132,7 +133,10 @@ int node_entry_parse(const void *buf, size_t len, int *type, const uint8_t **pay
                      size_t *payload_len);
 
 /* nodelay.c */
-int nodelay_transport_init(struct raft_uv_transport *outer, struct raft_uv_transport *inner);
+/* bind: where to listen for peers instead of the advertised address, or
+ * NULL / "" to listen on the advertised one. */
+int nodelay_transport_init(struct raft_uv_transport *outer, struct raft_uv_transport *inner,
+                           const char *bind);
 
 /* server.c */
 int server_start(struct node *n, char *msg, size_t cap);

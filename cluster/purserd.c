@@ -19,10 +19,14 @@ static void usage(FILE *f)
             "usage: purserd --id N --raft HOST:PORT --rpc HOST:PORT --data DIR\n"
             "               [--bootstrap ID@RAFTADDR/RPCADDR,... | --join RPCADDR]\n"
             "               [--auth FILE | --no-auth] [--election-timeout-ms MS]\n"
-            "               [--snapshot-threshold N] [--help] [--version]\n"
+            "               [--snapshot-threshold N] [--raft-bind HOST:PORT]\n"
+            "               [--help] [--version]\n"
             "\n"
             "  --id N              this node's id (> 0), unique in the cluster\n"
             "  --raft HOST:PORT    raft peer address (numeric IPv4)\n"
+            "  --raft-bind HOST:PORT\n"
+            "                      listen for raft peers here instead; peers still\n"
+            "                      connect to --raft (e.g. through a proxy)\n"
             "  --rpc HOST:PORT     client RPC address (numeric IPv4)\n"
             "  --data DIR          raft log and snapshots (created if missing)\n"
             "  --bootstrap LIST    start a new cluster of these voters (every initial\n"
@@ -61,10 +65,11 @@ int main(int argc, char **argv)
     o.snapshot_threshold = 16384;
     o.snapshot_trailing = 8192;
     const char *auth_path = getenv("PURSER_AUTH");
-    enum { OPT_ELECTION = 1000, OPT_SNAPSHOT, OPT_NO_AUTH };
+    enum { OPT_ELECTION = 1000, OPT_SNAPSHOT, OPT_NO_AUTH, OPT_RAFT_BIND };
     static const struct option opts[] = {
         {"id", required_argument, NULL, 'i'},
         {"raft", required_argument, NULL, 'r'},
+        {"raft-bind", required_argument, NULL, OPT_RAFT_BIND},
         {"rpc", required_argument, NULL, 'p'},
         {"data", required_argument, NULL, 'd'},
         {"bootstrap", required_argument, NULL, 'b'},
@@ -83,6 +88,9 @@ int main(int argc, char **argv)
         switch (c) {
         case 'i': o.id = strtoull(optarg, NULL, 10); break;
         case 'r': rc = copy_flag(o.raft_addr, sizeof o.raft_addr, optarg, "--raft"); break;
+        case OPT_RAFT_BIND:
+            rc = copy_flag(o.raft_bind, sizeof o.raft_bind, optarg, "--raft-bind");
+            break;
         case 'p': rc = copy_flag(o.rpc_addr, sizeof o.rpc_addr, optarg, "--rpc"); break;
         case 'd': rc = copy_flag(o.data_dir, sizeof o.data_dir, optarg, "--data"); break;
         case 'b': rc = copy_flag(o.bootstrap, sizeof o.bootstrap, optarg, "--bootstrap"); break;
@@ -105,9 +113,10 @@ int main(int argc, char **argv)
     char host[NODE_ADDR_MAX];
     int port;
     if (o.id == 0 || !o.data_dir[0] || rpc_addr_parse(o.raft_addr, host, sizeof host, &port) ||
-        rpc_addr_parse(o.rpc_addr, host, sizeof host, &port)) {
+        rpc_addr_parse(o.rpc_addr, host, sizeof host, &port) ||
+        (o.raft_bind[0] && rpc_addr_parse(o.raft_bind, host, sizeof host, &port))) {
         fprintf(stderr, "purserd: --id (> 0), --raft, --rpc (numeric a.b.c.d:port) and --data"
-                        " are required\n");
+                        " are required (--raft-bind numeric too)\n");
         return 2;
     }
     if (o.bootstrap[0] && o.join[0]) {
