@@ -2068,6 +2068,10 @@ int main(int argc, char **argv)
     }
     if (!nseeds)
         nseeds = seed_given ? 1 : 20;
+    /* CI bounds the slow (sanitizer) run with PURSER_SIM_SEEDS. */
+    const char *env_seeds = getenv("PURSER_SIM_SEEDS");
+    if (env_seeds && !seed_given && strtoull(env_seeds, NULL, 10) > 0)
+        nseeds = strtoull(env_seeds, NULL, 10);
     if (nseeds == 1)
         fork_each = false;
     setvbuf(stdout, NULL, _IOLBF, 0);
