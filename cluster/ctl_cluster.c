@@ -825,8 +825,8 @@ static int file_read(const char *path, uint8_t **data, size_t *len)
         return CTL_EXIT_USAGE;
     }
     if ((uint64_t)st.st_size > RPC_RESTORE_MAX || st.st_size == 0) {
-        ctl_errorf("restore: \"%s\" has %lld bytes; online restore takes 1 to %u (larger: "
-                   "purserd --restore FILE on an empty data dir)",
+        ctl_errorf("restore: \"%s\" has %lld bytes; restore takes 1 to %u (larger images are"
+                   " not supported yet)",
                    path, (long long)st.st_size, RPC_RESTORE_MAX);
         close(fd);
         return CTL_EXIT_USAGE;

@@ -1189,7 +1189,7 @@ static void method_restore(struct node *n, struct conn *c, uint32_t id, struct m
     }
     if (total == 0 || total > RPC_RESTORE_MAX) {
         conn_reply_error(c, id, RPC_E_BAD_REQUEST,
-                         "images over 64 MiB restore offline (purserd --restore)");
+                         "images over 64 MiB cannot be restored (not supported yet)");
         return;
     }
     if (offset == 0) {

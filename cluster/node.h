@@ -52,7 +52,6 @@ struct node_options {
     unsigned heartbeat_timeout_ms;
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
-    char restore_file[512]; /* --restore FILE: seed an empty data dir */
 };
 
 struct node_checkpoint {
