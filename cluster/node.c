@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "cluster/server.h"
@@ -90,6 +92,34 @@ static void node_expire_cb(uv_timer_t *t)
     c.type = PROTO_CMD_EXPIRE;
     c.role = PROTO_ROLE_ADMIN;
     batch_submit(n, NULL, 0, &c);
+}
+
+/* Free bytes in the data dir, or -1 when it cannot be read. */
+static int64_t node_disk_free(const char *dir)
+{
+    struct statvfs st;
+    if (statvfs(dir, &st) != 0)
+        return -1;
+    return (int64_t)st.f_bavail * (int64_t)st.f_frsize;
+}
+
+/* Fail-stop before the disk fills: raft 0.15 keeps entries it failed to
+ * write in its in-memory log and can acknowledge them, after which a
+ * restarted node may disagree with the others.  A node that stops while
+ * it can still write leaves a consistent log; the rest of the cluster goes
+ * on, and it catches up once space is freed and it is restarted. */
+static void node_disk_check(uv_timer_t *t)
+{
+    struct node *n = t->data;
+    int64_t free_bytes = node_disk_free(n->opt.data_dir);
+    if (free_bytes < 0 || free_bytes >= NODE_DISK_FREE_MIN)
+        return;
+    fprintf(stderr, "purserd: --data %s has %lld bytes free, less than %lld: stopping now so"
+                    " that nothing is acknowledged that cannot be written (free space, then"
+                    " restart)\n", n->opt.data_dir, (long long)free_bytes,
+            (long long)NODE_DISK_FREE_MIN);
+    fflush(stderr);
+    _exit(4);
 }
 
 /* "ID@RAFT/RPC,..." into a configuration. */
@@ -224,6 +254,12 @@ int node_start(struct node *n, uv_loop_t *loop, const struct node_options *o, ch
         return -1;
     }
     bool has_data = node_has_data(o->data_dir);
+    int64_t free_bytes = node_disk_free(o->data_dir);
+    if (free_bytes >= 0 && free_bytes < NODE_DISK_FREE_MIN) {
+        snprintf(msg, cap, "--data %s has %lld bytes free, less than %lld: free space first",
+                 o->data_dir, (long long)free_bytes, (long long)NODE_DISK_FREE_MIN);
+        return -1;
+    }
     int rv = raft_uv_tcp_init(&n->tcp, loop);
     if (rv == 0)
         rv = nodelay_transport_init(&n->transport, &n->tcp, o->raft_bind);
@@ -277,6 +313,9 @@ int node_start(struct node *n, uv_loop_t *loop, const struct node_options *o, ch
     n->expire_timer.data = n;
     uv_timer_start(&n->expire_timer, node_expire_cb, NODE_EXPIRE_INTERVAL_MS,
                    NODE_EXPIRE_INTERVAL_MS);
+    uv_timer_init(loop, &n->disk_timer);
+    n->disk_timer.data = n;
+    uv_timer_start(&n->disk_timer, node_disk_check, NODE_DISK_CHECK_MS, NODE_DISK_CHECK_MS);
     if (!has_data && o->join[0] && node_join_start(n, msg, cap) != 0)
         return -1;
     return 0;
@@ -297,6 +336,7 @@ static void node_close_now(uv_timer_t *t)
 {
     struct node *n = t->data;
     uv_close((uv_handle_t *)&n->expire_timer, NULL);
+    uv_close((uv_handle_t *)&n->disk_timer, NULL);
     uv_close((uv_handle_t *)&n->stop_timer, NULL);
     if (n->join_client) {
         pc_client_close(n->join_client);
@@ -319,6 +359,7 @@ void node_stop(struct node *n)
         return;
     n->is_stopping = true;
     uv_timer_stop(&n->expire_timer);
+    uv_timer_stop(&n->disk_timer);
     server_stop(n->server);
     uv_timer_init(n->loop, &n->stop_timer);
     n->stop_timer.data = n;

@@ -37,6 +37,8 @@
 #define NODE_ENTRY_RESTORE 0x82         /* replace the ledger with an image */
 #define NODE_ENTRY_NOOP 0x83            /* the `noop` baseline: nothing applied */
 #define NODE_NOOP_BYTES 64              /* payload per noop call, like a command */
+#define NODE_DISK_FREE_MIN (8LL << 20)  /* below this free in --data: fail-stop */
+#define NODE_DISK_CHECK_MS 100
 
 struct node_options {
     raft_id id;
@@ -78,6 +80,7 @@ struct node {
     struct batch *batch;
 
     uv_timer_t expire_timer;
+    uv_timer_t disk_timer;
     uv_timer_t stop_timer;
     uv_signal_t sigterm;
     uv_signal_t sigint;

@@ -273,12 +273,27 @@ class Env:
         return self.read("journal", t.tm_year, t.tm_mon)["postings"]
 
     # -- HTTP --
-    def call(self, path, body, key=None, headers=None, gw=None, **kw):
+    def call(self, path, body, key=None, headers=None, gw=None, settle=True, **kw):
+        """POST; for a proxied call that was answered 200, wait until its
+        reservation is settled: the gateway answers first and commits in
+        the background (proxy.c), and the tests check the settled ledger."""
         hdrs = {}
         if key is not None:
             hdrs["Authorization"] = f"Bearer {key}"
         hdrs.update(headers or {})
-        return http("POST", (gw or self.gw).url, path, body=body, headers=hdrs, **kw)
+        r = http("POST", (gw or self.gw).url, path, body=body, headers=hdrs, **kw)
+        rid = r.headers.get("x-budget-reservation") if settle else None
+        if rid and not path.startswith("/v1/budget/"):
+            self.wait_reservation_settled(int(rid))
+        return r
+
+    def wait_reservation_settled(self, rid, timeout=10.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.read("reservation", rid)["status"] != "open":
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"reservation {rid} not settled within {timeout}s")
 
     def get(self, path, key=None, headers=None, gw=None):
         hdrs = {"Authorization": f"Bearer {key}"} if key else {}
