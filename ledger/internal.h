@@ -68,8 +68,13 @@ struct acct {
     int64_t created_ms;
 };
 
-/* The idempotency store (idem.c): a FIFO in time order plus a hash table. */
+/* The idempotency store (idem.c): a FIFO in time order plus a hash table
+ * (open addressing: a miss costs one cache line, not a chain walk). */
 struct idem_item;
+struct idem_slot {
+    uint64_t h;               /* the key's hash, so probes rarely touch items */
+    struct idem_item *it;     /* NULL: empty */
+};
 struct idem_store {
     struct idem_item **fifo;  /* ring, power-of-two capacity, absolute positions */
     uint64_t fifo_cap;
@@ -77,8 +82,8 @@ struct idem_store {
     uint64_t tail;            /* one past the newest */
     uint64_t entry_head;      /* head/tail when the current entry began */
     uint64_t entry_tail;
-    struct idem_item **buckets;
-    uint64_t bucket_count;
+    struct idem_slot *slots;  /* power-of-two count, at most half full */
+    uint64_t slot_count;
 };
 
 /* A reservation (resv.c): every one lives in C, none in SQLite. */

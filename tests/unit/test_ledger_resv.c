@@ -88,7 +88,8 @@ static void test_hard_error_puts_every_reservation_back(void **state)
     both(f, setup_cmds, 1, res);
     struct proto_cmd held = fx_reserve("acme", 5 * USD, 40 * FX_DAY_MS); /* outlives prunes */
     fx_meta_add(&held, "run", "long");
-    struct proto_cmd early[] = {held, fx_reserve("acme", 2 * USD, 60000),
+    struct proto_cmd early[] = {fx_keyed(held, "k-long"),
+                                fx_keyed(fx_reserve("acme", 2 * USD, 60000), "k-done"),
                                 fx_reserve("acme", 3 * USD, 60000)};
     both(f, early, 3, res);
     uint64_t long_id = res[0].id, done_id = res[1].id, due_id = res[2].id;
@@ -96,7 +97,7 @@ static void test_hard_error_puts_every_reservation_back(void **state)
     both(f, settle, 1, res);
     /* A day later the committed one is pruned; the long one is kept (pinned). */
     both_at(f, FX_T0 + 2 * FX_DAY_MS);
-    struct proto_cmd prune[] = {fx_expire(), fx_reserve("acme", 4 * USD, 60000)};
+    struct proto_cmd prune[] = {fx_expire(), fx_keyed(fx_reserve("acme", 4 * USD, 60000), "k-recent")};
     both(f, prune, 2, res);
     uint64_t recent_id = res[1].id;
     assert_int_equal(res[0].amount_micros, 1); /* due_id expired */
@@ -105,10 +106,10 @@ static void test_hard_error_puts_every_reservation_back(void **state)
     poison_journal(&f[0]);
     f[0].now_ms = FX_T0 + 4 * FX_DAY_MS;
     struct proto_cmd doomed[] = {
-        fx_reserve("acme", 6 * USD, 60000),      /* created */
+        fx_keyed(fx_reserve("acme", 6 * USD, 60000), "k-doomed"), /* created, keyed */
         fx_commit(long_id, 2 * USD),             /* pinned one closed */
         fx_release(recent_id),                   /* released */
-        fx_expire(),                             /* prunes both, and due_id */
+        fx_expire(), /* prunes both, due_id and the keys of T0 and T0+2d */
         fx_commit(recent_id + 1, POISON_MICROS), /* hard error */
     };
     struct proto_entry e = {.timestamp_ms = f[0].now_ms, .cmd_count = 5, .cmds = doomed};
@@ -128,8 +129,12 @@ static void test_hard_error_puts_every_reservation_back(void **state)
 
     /* Both go on alike: the same ids, prunes and expiries. */
     both_at(f, FX_T0 + 4 * FX_DAY_MS);
-    struct proto_cmd after[] = {fx_reserve("acme", 6 * USD, 60000), fx_commit(long_id, 2 * USD),
-                                fx_release(recent_id), fx_expire()};
+    /* The keys survived the undone prune: a repeat answers as before. */
+    struct proto_cmd again[] = {fx_keyed(fx_reserve("acme", 4 * USD, 60000), "k-recent")};
+    both(f, again, 1, res);
+    assert_int_equal(res[0].id, recent_id);
+    struct proto_cmd after[] = {fx_keyed(fx_reserve("acme", 6 * USD, 60000), "k-doomed"),
+                                fx_commit(long_id, 2 * USD), fx_release(recent_id), fx_expire()};
     both(f, after, 4, res);
     assert_int_equal(res[0].id, recent_id + 1);
     both_at(f, FX_T0 + 6 * FX_DAY_MS);
