@@ -158,13 +158,18 @@ static struct idem_item *idem_item_new(const void *key, uint32_t key_len, int64_
 int idem_lookup(struct ledger *l, const struct proto_cmd *c, int *found, uint64_t *fp,
                 struct proto_result *res, struct ledger_error *err)
 {
-    l->scratch.len = 0;
-    if (proto_cmd_encode(&l->scratch, c) != 0) {
-        err->code = LEDGER_ENOMEM;
-        snprintf(err->message, sizeof err->message, "out of memory encoding a command");
-        return LEDGER_ENOMEM;
+    if (c->encoded.len > 0) {
+        /* Decoded from an entry: the bytes are already the canonical form. */
+        *fp = idem_fnv(c->encoded.ptr, c->encoded.len);
+    } else {
+        l->scratch.len = 0;
+        if (proto_cmd_encode(&l->scratch, c) != 0) {
+            err->code = LEDGER_ENOMEM;
+            snprintf(err->message, sizeof err->message, "out of memory encoding a command");
+            return LEDGER_ENOMEM;
+        }
+        *fp = idem_fnv(l->scratch.data, l->scratch.len);
     }
-    *fp = idem_fnv(l->scratch.data, l->scratch.len);
     *found = 0;
     struct idem_item *it = idem_find(&l->idem, c->key.ptr, c->key.len);
     if (!it)

@@ -701,6 +701,7 @@ static int cmd_decode(struct dec *d, struct proto_cmd *cmd)
 {
     uint32_t n;
     uint64_t type, role;
+    const uint8_t *start = d->r.pos;
     memset(cmd, 0, sizeof *cmd);
     d->cmd_type = 0;
     int rc = dec_container(d, subject_field(NULL), false, &n);
@@ -738,6 +739,8 @@ static int cmd_decode(struct dec *d, struct proto_cmd *cmd)
         if (rc != 0)
             return rc;
     }
+    if (d->cmd_index >= 0) /* inside an entry */
+        cmd->encoded = (struct proto_str){(const char *)start, (uint32_t)(d->r.pos - start)};
     return 0;
 }
 

@@ -243,6 +243,11 @@ struct proto_cmd {
         struct proto_key_revoke_args key_revoke;
         struct proto_policy_set_args policy_set;
     } u;
+    /* Set by proto_entry_decode: this command's bytes inside the entry.  The
+     * leader wrote them with proto_cmd_encode, so they are the canonical
+     * encoding and the ledger fingerprints them without encoding again.
+     * Empty otherwise; code that changes a decoded command must clear it. */
+    struct proto_str encoded;
 };
 
 /* The answer to one command.  Which fields mean something depends on the

@@ -352,6 +352,15 @@ static void assert_cmd_round_trips(const struct proto_cmd *c)
     if (rc != 0)
         fail_msg("decode: %s", err.message);
     assert_true(proto_cmd_same(c, &d));
+    assert_int_equal(d.encoded.len, 0); /* only commands inside an entry */
+    /* Encoding what was decoded gives the same bytes: the ledger fingerprints
+     * a command by the bytes it arrived in (proto_cmd.encoded). */
+    struct proto_buf again;
+    proto_buf_init(&again);
+    assert_int_equal(proto_cmd_encode(&again, &d), 0);
+    assert_int_equal(again.len, b.len);
+    assert_memory_equal(again.data, b.data, b.len);
+    proto_buf_free(&again);
     proto_buf_free(&b);
 }
 
@@ -539,6 +548,14 @@ static void test_entry_of_4096_commands_round_trips(void **state)
     for (uint32_t i = 0; i < PROTO_BATCH_MAX; i++) {
         if (!proto_cmd_same(&big_cmds[i], &d.cmds[i]))
             fail_msg("command %u differs after the round trip", i);
+        /* Each command knows its own bytes: exactly its canonical encoding. */
+        struct proto_buf one;
+        proto_buf_init(&one);
+        assert_int_equal(proto_cmd_encode(&one, &big_cmds[i]), 0);
+        if (d.cmds[i].encoded.len != one.len ||
+            memcmp(d.cmds[i].encoded.ptr, one.data, one.len) != 0)
+            fail_msg("command %u: encoded span is not its encoding", i);
+        proto_buf_free(&one);
     }
     proto_buf_free(&b);
 }
