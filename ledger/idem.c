@@ -139,6 +139,17 @@ static struct idem_item *idem_find(struct idem_store *s, const void *key, uint32
     return NULL;
 }
 
+void idem_prefetch(const struct ledger *l, const struct proto_cmd *cmds, uint32_t count)
+{
+    const struct idem_store *s = &l->idem;
+    if (s->slot_count == 0)
+        return;
+    for (uint32_t i = 0; i < count; i++)
+        if (cmds[i].key.len > 0)
+            __builtin_prefetch(&s->slots[idem_home(s, idem_fnv(cmds[i].key.ptr,
+                                                                  cmds[i].key.len))]);
+}
+
 static struct idem_item *idem_item_new(const void *key, uint32_t key_len, int64_t ts,
                                        uint64_t fp, const void *result, uint32_t result_len)
 {

@@ -314,6 +314,9 @@ int account_recompute_spent(struct ledger *l, int32_t i, int64_t *spent,
  * filled with the refusal). *fp receives the request's fingerprint. */
 int idem_lookup(struct ledger *l, const struct proto_cmd *c, int *found,
                 uint64_t *fp, struct proto_result *res, struct ledger_error *err);
+/* Start loading the table slots of an entry's keys: the table is far larger
+ * than the caches, and the lookups then overlap their misses. */
+void idem_prefetch(const struct ledger *l, const struct proto_cmd *cmds, uint32_t count);
 int idem_store(struct ledger *l, const struct proto_cmd *c, uint64_t fp,
                const struct proto_result *res, struct ledger_error *err);
 int idem_prune(struct ledger *l, int64_t before_ms, struct ledger_error *err);

@@ -272,6 +272,7 @@ int ledger_apply(struct ledger *l, const struct proto_entry *entry,
     resv_entry_begin(l);
     if (entry->timestamp_ms > l->now_ms)
         l->now_ms = entry->timestamp_ms;
+    idem_prefetch(l, entry->cmds, entry->cmd_count);
     for (uint32_t i = 0; i < entry->cmd_count && rc == 0; i++)
         rc = ledger_apply_cmd(l, &entry->cmds[i], &results[i], err);
     if (rc == 0)
