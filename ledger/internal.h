@@ -4,7 +4,8 @@
  * The hot state lives in C: every account (with its rolled-up spent and
  * reserved) is in `l->accts`, indexed by id - 1 and found by name through an
  * open-addressing hash table.  SQLite holds the same state plus everything
- * cold (journal, reservations, grants, keys, ...).  Accounts changed during an
+ * cold (journal, grants, keys, ...); reservations and idempotency keys live
+ * only in C (resv.c, idem.c).  Accounts changed during an
  * entry are marked dirty and written back once, at the end of the entry, in
  * the entry's transaction; on a hard error the transaction is rolled back and
  * the C cache reloaded from SQLite, so the two never disagree after an entry.

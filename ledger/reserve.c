@@ -8,7 +8,8 @@
  * charges) every hold past its deadline, so a crashed gateway leaks nothing.
  *
  * Closed reservations stay queryable (a repeated commit answers like the
- * first) for LEDGER_IDEM_WINDOW_MS, then expire prunes them.
+ * first) for LEDGER_IDEM_WINDOW_MS, then expire prunes them.  They are kept
+ * in C (resv.c); this file decides, resv.c stores.
  */
 #include "ledger/internal.h"
 
