@@ -19,6 +19,7 @@
  * hard error (idem_entry_undo).
  */
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "ledger/internal.h"
 
@@ -103,6 +104,35 @@ static void idem_unlink(struct idem_store *s, struct idem_item *it)
     s->slots[i].it = NULL;
 }
 
+/* The slot table: zeroed pages from mmap, on huge pages where the kernel
+ * allows (THP "madvise" mode), because lookups land on random slots of a
+ * table far larger than the TLB reaches with 4 KiB pages. */
+#define IDEM_HUGE_PAGE (2u << 20)
+
+static size_t idem_table_bytes(uint64_t n)
+{
+    return (size_t)n * sizeof(struct idem_slot); /* a power of two, >= 128 KiB */
+}
+
+static struct idem_slot *idem_table_new(uint64_t n)
+{
+    size_t bytes = idem_table_bytes(n);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= 2 * IDEM_HUGE_PAGE) /* small tables stay on small pages */
+        madvise(p, bytes, MADV_HUGEPAGE); /* a hint: 4 KiB pages work too */
+#endif
+    return p;
+}
+
+static void idem_table_free(struct idem_slot *t, uint64_t n)
+{
+    if (t)
+        munmap(t, idem_table_bytes(n));
+}
+
 static int idem_grow(struct idem_store *s)
 {
     /* Items pruned in this entry but not yet freed keep their places. */
@@ -123,7 +153,7 @@ static int idem_grow(struct idem_store *s)
     }
     if ((count + 1) * 2 > s->slot_count) {
         uint64_t n = s->slot_count ? s->slot_count * 2 : 8192;
-        struct idem_slot *t = calloc(n, sizeof *t);
+        struct idem_slot *t = idem_table_new(n);
         if (!t)
             return -1;
         /* From the old slots (they carry the hashes): no item is touched. */
@@ -139,7 +169,7 @@ static int idem_grow(struct idem_store *s)
                 j = (j + 1) & (n - 1);
             t[j] = old[i];
         }
-        free(old);
+        idem_table_free(old, old_count);
     }
     return 0;
 }
@@ -298,7 +328,7 @@ void idem_reset(struct ledger *l)
     for (uint64_t p = s->entry_head; p < s->tail; p++)
         free(idem_at(s, p));
     free(s->fifo);
-    free(s->slots);
+    idem_table_free(s->slots, s->slot_count);
     memset(s, 0, sizeof *s);
 }
 
