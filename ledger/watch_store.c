@@ -1,0 +1,117 @@
+/*
+ * watch_store.c — the SQLite side of alerting (circuit breakers, spend
+ * thresholds, the event outbox) and the one hook every posting goes through.
+ *
+ * All alerting state lives in SQLite tables, so the snapshot (the database
+ * image) carries it and the state hash (hash.c) covers it; an entry that
+ * fails rolls it back with everything else.  Nothing here is held in C.
+ *
+ *   breaker        per account: the configuration and its counters (velocity
+ *                  sub-buckets and bedtime nights as little-endian int64 blobs)
+ *   freeze_reason  why an account is frozen (velocity, bedtime, admin text)
+ *   alert_config   per account thresholds ("" = none; no row = the default)
+ *   alert_fired    per account: the period they last fired in, and a bit per
+ *                  threshold already fired in it
+ *   outbox         events waiting to be delivered (acknowledged ones deleted)
+ *   meta           next_event_id, events_dropped (counters, hashed with meta)
+ */
+#include "ledger/internal.h"
+
+static const char *const watch_schema =
+    "CREATE TABLE IF NOT EXISTS breaker(account INTEGER PRIMARY KEY,"
+    " velocity_max INTEGER NOT NULL, window_ms INTEGER NOT NULL,"
+    " bed_start INTEGER NOT NULL, bed_end INTEGER NOT NULL, factor_pct INTEGER NOT NULL,"
+    " floor INTEGER NOT NULL, buckets BLOB, nights BLOB);"
+    "CREATE TABLE IF NOT EXISTS freeze_reason(account INTEGER PRIMARY KEY,"
+    " reason TEXT NOT NULL, ts INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS alert_config(account INTEGER PRIMARY KEY,"
+    " thresholds TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS alert_fired(account INTEGER PRIMARY KEY,"
+    " period_start INTEGER NOT NULL, mask INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS outbox(id INTEGER PRIMARY KEY, ts INTEGER NOT NULL,"
+    " type TEXT NOT NULL, account TEXT NOT NULL, detail TEXT NOT NULL);";
+
+static const char *const watch_sql[WS_COUNT] = {
+    [WS_BREAKER_ANY] = "SELECT EXISTS(SELECT 1 FROM breaker)",
+    [WS_BREAKER_GET] = "SELECT velocity_max, window_ms, bed_start, bed_end, factor_pct, floor,"
+                       " buckets, nights FROM breaker WHERE account = ?1",
+    [WS_BREAKER_PUT] = "INSERT OR REPLACE INTO breaker(account, velocity_max, window_ms,"
+                       " bed_start, bed_end, factor_pct, floor, buckets, nights)"
+                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [WS_BREAKER_DEL] = "DELETE FROM breaker WHERE account = ?1",
+    [WS_BREAKER_STATE] = "UPDATE breaker SET buckets = ?2, nights = ?3 WHERE account = ?1",
+    [WS_REASON_GET] = "SELECT reason FROM freeze_reason WHERE account = ?1",
+    [WS_REASON_PUT] = "INSERT OR REPLACE INTO freeze_reason(account, reason, ts)"
+                      " VALUES(?1, ?2, ?3)",
+    [WS_REASON_DEL] = "DELETE FROM freeze_reason WHERE account = ?1",
+    [WS_ALERT_GET] = "SELECT thresholds FROM alert_config WHERE account = ?1",
+    [WS_ALERT_PUT] = "INSERT OR REPLACE INTO alert_config(account, thresholds) VALUES(?1, ?2)",
+    [WS_FIRED_GET] = "SELECT period_start, mask FROM alert_fired WHERE account = ?1",
+    [WS_FIRED_PUT] = "INSERT OR REPLACE INTO alert_fired(account, period_start, mask)"
+                     " VALUES(?1, ?2, ?3)",
+    [WS_OUTBOX_INSERT] = "INSERT INTO outbox(id, ts, type, account, detail)"
+                         " VALUES(?1, ?2, ?3, ?4, ?5)",
+    [WS_OUTBOX_COUNT] = "SELECT count(*) FROM outbox",
+    [WS_OUTBOX_DROP_OLDEST] = "DELETE FROM outbox WHERE id = (SELECT min(id) FROM outbox)",
+    [WS_OUTBOX_DELETE] = "DELETE FROM outbox WHERE id = ?1",
+    [WS_META_GET] = "SELECT v FROM meta WHERE k = ?1",
+};
+
+int watch_prepare(struct ledger *l, struct ledger_error *err)
+{
+    if (sqlite3_exec(l->db, watch_schema, NULL, NULL, NULL) != SQLITE_OK)
+        return store_sql_error(l, err, "alerting schema");
+    for (int i = 0; i < WS_COUNT; i++) {
+        assert(watch_sql[i] != NULL);
+        if (sqlite3_prepare_v3(l->db, watch_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &l->watch_st[i], NULL) != SQLITE_OK)
+            return store_sql_error(l, err, "prepare alerting");
+    }
+    return 0;
+}
+
+void watch_finalize(struct ledger *l)
+{
+    for (int i = 0; i < WS_COUNT; i++) {
+        sqlite3_finalize(l->watch_st[i]);
+        l->watch_st[i] = NULL;
+    }
+}
+
+sqlite3_stmt *watch_stmt(const struct ledger *l, enum watch_stmt id)
+{
+    sqlite3_stmt *s = l->watch_st[id];
+    assert(s != NULL);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return s;
+}
+
+int64_t watch_meta_get(const struct ledger *l, const char *k, int64_t dflt)
+{
+    sqlite3_stmt *s = watch_stmt(l, WS_META_GET);
+    sqlite3_bind_text(s, 1, k, -1, SQLITE_STATIC);
+    int64_t v = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : dflt;
+    sqlite3_reset(s);
+    return v;
+}
+
+int watch_on_posting(struct ledger *l, int kind, int32_t debit, int32_t credit,
+                     int64_t amount_micros, struct ledger_error *err)
+{
+    /* Admin adjustments correct the books: they count against thresholds
+     * (they are in spent) but are not an agent spending fast. */
+    bool is_breaker_spend = kind != PROTO_KIND_ADJUSTMENT && breaker_any(l);
+    /* The accounts whose spent this raises: debit and its ancestors up to
+     * the first one that contains the credit side (outflow of the subtree). */
+    for (int32_t i = debit; i >= 0; i = l->accts[i].parent) {
+        if (tree_is_ancestor_or_self(l, i, credit))
+            break;
+        int rc = threshold_on_spend(l, i, amount_micros, err);
+        if (rc == 0 && is_breaker_spend)
+            rc = breaker_on_spend(l, i, amount_micros, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
