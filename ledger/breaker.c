@@ -140,14 +140,6 @@ static int breaker_save(struct ledger *l, int32_t i, struct breaker *b, bool is_
     return 0;
 }
 
-bool breaker_any(const struct ledger *l)
-{
-    sqlite3_stmt *s = watch_stmt(l, WS_BREAKER_ANY);
-    bool any = sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) != 0;
-    sqlite3_reset(s);
-    return any;
-}
-
 /* ---- velocity ---- */
 
 static int64_t velocity_bucket_now(const struct breaker *b, int64_t now_ms)
@@ -404,8 +396,10 @@ int breaker_set_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_re
         sqlite3_bind_int64(s, 1, i + 1);
         int rc = sqlite3_step(s);
         sqlite3_reset(s);
+        watch_flag_set(l, i, WATCH_BREAKER, false);
         return rc == SQLITE_DONE ? 0 : store_sql_error(l, err, "breaker clear");
     }
+    watch_flag_set(l, i, WATCH_BREAKER, true);
     if (!found) {
         breaker_clear_slots(b.bucket, LEDGER_VELOCITY_BUCKETS);
         breaker_clear_slots(b.night, LEDGER_BEDTIME_NIGHTS + 1);

@@ -54,7 +54,6 @@ enum ledger_stmt {
  * the outbox.  Prepared with the store's, in their own table so the store's
  * list stays its own. */
 enum watch_stmt {
-    WS_BREAKER_ANY,
     WS_BREAKER_GET,
     WS_BREAKER_PUT,
     WS_BREAKER_DEL,
@@ -85,6 +84,7 @@ struct acct {
     bool grant_open;
     bool dirty;              /* differs from its SQLite row (ledger_sync writes it) */
     bool touched;            /* changed in the entry being applied */
+    uint8_t watch;           /* WATCH_* bits, derived from the alerting tables */
     int32_t tz_offset_min;
     int64_t cap_micros;      /* PROTO_CAP_NONE or >= 0 */
     int64_t period_start_ms; /* current window [start, end) */
@@ -305,6 +305,14 @@ int idem_load(struct ledger *l, const void *key, uint32_t key_len, int64_t ts, u
 /* Create the alerting tables if missing and prepare their statements (also
  * after a restore of an image that predates them). */
 int watch_prepare(struct ledger *l, struct ledger_error *err);
+/* struct acct.watch: which accounts have alerting rows, so that postings on
+ * the others need no SQL.  Kept with the account (so an entry's undo restores
+ * it) and rebuilt from the tables by watch_cache_load after a load. */
+#define WATCH_BREAKER 1u /* a row in breaker */
+#define WATCH_ALERTS 2u  /* a row in alert_config */
+int watch_cache_load(struct ledger *l, struct ledger_error *err);
+/* Set or clear a WATCH_* bit of account i (within an entry). */
+void watch_flag_set(struct ledger *l, int32_t i, unsigned bit, bool is_on);
 void watch_finalize(struct ledger *l);
 sqlite3_stmt *watch_stmt(const struct ledger *l, enum watch_stmt id);
 int64_t watch_meta_get(const struct ledger *l, const char *k, int64_t dflt);
@@ -315,7 +323,6 @@ int watch_on_posting(struct ledger *l, int kind, int32_t debit, int32_t credit,
                      int64_t amount_micros, struct ledger_error *err);
 int breaker_on_spend(struct ledger *l, int32_t i, int64_t amount_micros,
                      struct ledger_error *err);
-bool breaker_any(const struct ledger *l);
 /* After freeze / unfreeze (res holds its answer): remember the reason, or
  * forget it and restart the breaker's windows. */
 int breaker_on_freeze(struct ledger *l, const struct proto_cmd *c, struct proto_result *res,

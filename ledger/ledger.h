@@ -248,6 +248,7 @@ int ledger_journal_month(struct ledger *l, int year, int month,
 #define LEDGER_THRESHOLDS_MAX 8
 #define LEDGER_THRESHOLD_MAX_PCT 1000
 #define LEDGER_THRESHOLDS_DEFAULT "50,80,100"
+#define LEDGER_THRESHOLD_DEFAULT_MIN_PCT 50 /* the lowest of the default */
 /* Events kept until acknowledged; when full the oldest is dropped (counted). */
 #define LEDGER_OUTBOX_MAX 10000
 #define LEDGER_EVENT_TYPE_MAX 32

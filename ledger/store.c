@@ -288,7 +288,7 @@ int store_cache_load(struct ledger *l, struct ledger_error *err)
             l->closed_months[l->closed_month_count++] = idx;
     }
     sqlite3_finalize(s);
-    return 0;
+    return watch_cache_load(l, err); /* alerting flags of the accounts (watch_store.c) */
 }
 
 static int store_meta_set(struct ledger *l, const char *k, int64_t v,

@@ -80,6 +80,11 @@ int threshold_on_spend(struct ledger *l, int32_t i, int64_t amount_micros,
     int64_t before = tree_spent_at(a, l->now_ms), after;
     if (__builtin_add_overflow(before, amount_micros, &after))
         after = INT64_MAX;
+    /* The common case, decided with one multiplication: below the lowest
+     * threshold there can be (the default's, or 1% for an account's own). */
+    int64_t lowest = (a->watch & WATCH_ALERTS) ? 1 : LEDGER_THRESHOLD_DEFAULT_MIN_PCT;
+    if ((__int128)after * 100 < (__int128)lowest * a->cap_micros)
+        return 0;
     if (threshold_level(after, a->cap_micros) <= threshold_level(before, a->cap_micros))
         return 0;
     int64_t pct[LEDGER_THRESHOLDS_MAX];
@@ -154,6 +159,7 @@ int alert_set_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_resu
     sqlite3_reset(s);
     if (rc != SQLITE_DONE)
         return store_sql_error(l, err, "alert set");
+    watch_flag_set(l, i, WATCH_ALERTS, true);
     /* New thresholds start unfired: positions no longer mean the same ones. */
     s = watch_stmt(l, WS_FIRED_PUT);
     sqlite3_bind_int64(s, 1, i + 1);

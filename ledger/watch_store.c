@@ -32,7 +32,6 @@ static const char *const watch_schema =
     " type TEXT NOT NULL, account TEXT NOT NULL, detail TEXT NOT NULL);";
 
 static const char *const watch_sql[WS_COUNT] = {
-    [WS_BREAKER_ANY] = "SELECT EXISTS(SELECT 1 FROM breaker)",
     [WS_BREAKER_GET] = "SELECT velocity_max, window_ms, bed_start, bed_end, factor_pct, floor,"
                        " buckets, nights FROM breaker WHERE account = ?1",
     [WS_BREAKER_PUT] = "INSERT OR REPLACE INTO breaker(account, velocity_max, window_ms,"
@@ -96,19 +95,50 @@ int64_t watch_meta_get(const struct ledger *l, const char *k, int64_t dflt)
     return v;
 }
 
+int watch_cache_load(struct ledger *l, struct ledger_error *err)
+{
+    static const char *const q[] = {"SELECT account FROM breaker",
+                                     "SELECT account FROM alert_config"};
+    static const unsigned bit[] = {WATCH_BREAKER, WATCH_ALERTS};
+    for (size_t k = 0; k < sizeof q / sizeof q[0]; k++) {
+        sqlite3_stmt *s = NULL;
+        if (sqlite3_prepare_v2(l->db, q[k], -1, &s, NULL) != SQLITE_OK)
+            return store_sql_error(l, err, "load alerting");
+        int rc;
+        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+            int64_t id = sqlite3_column_int64(s, 0);
+            if (id >= 1 && (uint64_t)id <= l->acct_count)
+                l->accts[id - 1].watch |= (uint8_t)bit[k];
+        }
+        sqlite3_finalize(s);
+        if (rc != SQLITE_DONE)
+            return store_sql_error(l, err, "load alerting");
+    }
+    return 0;
+}
+
+void watch_flag_set(struct ledger *l, int32_t i, unsigned bit, bool is_on)
+{
+    struct acct *a = &l->accts[i];
+    if (((a->watch & bit) != 0) == is_on)
+        return;
+    tree_touch(l, i);
+    a->watch = (uint8_t)(is_on ? a->watch | bit : a->watch & ~bit);
+}
+
 int watch_on_posting(struct ledger *l, int kind, int32_t debit, int32_t credit,
                      int64_t amount_micros, struct ledger_error *err)
 {
     /* Admin adjustments correct the books: they count against thresholds
      * (they are in spent) but are not an agent spending fast. */
-    bool is_breaker_spend = kind != PROTO_KIND_ADJUSTMENT && breaker_any(l);
+    bool is_breaker_spend = kind != PROTO_KIND_ADJUSTMENT;
     /* The accounts whose spent this raises: debit and its ancestors up to
      * the first one that contains the credit side (outflow of the subtree). */
     for (int32_t i = debit; i >= 0; i = l->accts[i].parent) {
         if (tree_is_ancestor_or_self(l, i, credit))
             break;
         int rc = threshold_on_spend(l, i, amount_micros, err);
-        if (rc == 0 && is_breaker_spend)
+        if (rc == 0 && is_breaker_spend && (l->accts[i].watch & WATCH_BREAKER))
             rc = breaker_on_spend(l, i, amount_micros, err);
         if (rc)
             return rc;

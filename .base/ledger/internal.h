@@ -1,0 +1,297 @@
+/*
+ * internal.h — what the ledger's files share and nobody else sees.
+ *
+ * The hot state lives in C: every account (with its rolled-up spent and
+ * reserved) is in `l->accts`, indexed by id - 1 and found by name through an
+ * open-addressing hash table.  SQLite holds the same state plus everything
+ * cold (journal, reservations, grants, keys, ...).  Accounts changed during an
+ * entry are marked dirty and written back once, at the end of the entry, in
+ * the entry's transaction; on a hard error the transaction is rolled back and
+ * the C cache reloaded from SQLite, so the two never disagree after an entry.
+ */
+#ifndef PURSER_LEDGER_INTERNAL_H
+#define PURSER_LEDGER_INTERNAL_H
+
+#include <assert.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ledger/ledger.h"
+
+enum ledger_stmt {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_META_SET,
+    ST_ACCT_INSERT,
+    ST_ACCT_UPDATE,
+    ST_ACCT_SET_TAGS,
+    ST_RES_INSERT,
+    ST_RES_GET,
+    ST_RES_CLOSE,
+    ST_RES_DUE,
+    ST_RES_PRUNE,
+    ST_RES_CREATED,
+    ST_JOURNAL_INSERT,
+    ST_JOURNAL_TS,
+    ST_GRANT_INSERT,
+    ST_GRANT_GET,
+    ST_GRANT_CLOSE,
+    ST_GRANT_DUE,
+    ST_PERIOD_INSERT,
+    ST_PRICE_UPSERT,
+    ST_KEY_INSERT,
+    ST_KEY_BY_ID,
+    ST_KEY_BY_HASH,
+    ST_KEY_REVOKE,
+    ST_POLICY_CLEAR,
+    ST_POLICY_ADD,
+    ST_COUNT
+};
+
+struct acct {
+    char *name;
+    uint32_t name_len;
+    int32_t parent;          /* index, -1 for a top-level account */
+    uint8_t depth;           /* segments - 1 */
+    uint8_t period;          /* enum proto_period */
+    uint8_t status;          /* LEDGER_STATUS_* */
+    bool is_grant;
+    bool grant_open;
+    bool dirty;              /* differs from its SQLite row (ledger_sync writes it) */
+    bool touched;            /* changed in the entry being applied */
+    int32_t tz_offset_min;
+    int64_t cap_micros;      /* PROTO_CAP_NONE or >= 0 */
+    int64_t period_start_ms; /* current window [start, end) */
+    int64_t period_end_ms;
+    int64_t spent_micros;    /* subtree outflow in the window */
+    int64_t reserved_micros; /* subtree holds */
+    int64_t deadline_ms;     /* grants */
+    uint64_t grant_id;       /* grants */
+    int64_t created_ms;
+};
+
+/* The idempotency store (idem.c): a FIFO in time order plus a hash table. */
+struct idem_item;
+struct idem_store {
+    struct idem_item **fifo;  /* ring, power-of-two capacity, absolute positions */
+    uint64_t fifo_cap;
+    uint64_t head;            /* oldest live item */
+    uint64_t tail;            /* one past the newest */
+    uint64_t entry_head;      /* head/tail when the current entry began */
+    uint64_t entry_tail;
+    struct idem_item **buckets;
+    uint64_t bucket_count;
+};
+
+/* An account as it was before the current entry first changed it. */
+struct tree_undo {
+    int32_t index;
+    struct acct saved;
+};
+
+struct ledger {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+
+    struct acct *accts;      /* index = id - 1 */
+    uint32_t acct_count;
+    uint32_t acct_cap;
+    int32_t *slots;          /* name hash table of indexes, -1 empty */
+    uint32_t slot_count;     /* power of two */
+    int32_t *dirty;          /* indexes whose rows are stale (unsynced) */
+    uint32_t dirty_count;
+    int32_t *touched;        /* indexes changed in this entry */
+    uint32_t touched_count;
+    struct tree_undo *undo;  /* how to roll this entry back in C */
+    uint32_t undo_count;     /* room: acct_cap */
+    uint32_t entry_acct_count;  /* acct_count when the entry began */
+    uint32_t entry_dirty_count;
+    bool is_meta_dirty;      /* counters differ from the meta table */
+
+    int64_t now_ms;
+    uint64_t entries_applied;
+    uint64_t next_reservation_id;
+    uint64_t next_transfer_id;
+    uint64_t next_grant_id;
+    uint64_t journal_chain;  /* FNV-1a chain over every posting */
+    int32_t closed_months[64]; /* most recent closed months (y*12+m-1) */
+    uint32_t closed_month_count;
+
+    struct idem_store idem;
+
+    struct proto_buf scratch; /* encoding buffer, reused */
+    struct proto_buf scratch2;
+};
+
+/* ---- store.c: schema, statements, cache load/flush, meta ---- */
+/* Largest in-memory database (the memdb default is 1 GiB). */
+#define LEDGER_MEMDB_MAX_BYTES (64LL << 30)
+int store_open(struct ledger *l, const char *path, struct ledger_error *err);
+void store_lift_size_limit(struct ledger *l);
+void store_close(struct ledger *l);
+int store_prepare(struct ledger *l, struct ledger_error *err);
+void store_finalize(struct ledger *l);
+int store_cache_load(struct ledger *l, struct ledger_error *err);
+/* Write stale account rows and the counters (inside a transaction). */
+int store_flush(struct ledger *l, struct ledger_error *err);
+/* Bring SQLite up to date with the C state (its own transaction); needed
+ * before anything reads balances or counters through SQL. */
+int store_sync(struct ledger *l, struct ledger_error *err);
+int store_exec(struct ledger *l, enum ledger_stmt id, struct ledger_error *err);
+int store_sql_error(struct ledger *l, struct ledger_error *err, const char *what);
+/* Reset + clear bindings of a cached statement and return it. */
+sqlite3_stmt *store_stmt(struct ledger *l, enum ledger_stmt id);
+/* Bind a blob that may be empty (empty binds NULL). */
+void store_bind_blob(sqlite3_stmt *s, int i, const void *p, size_t n);
+
+/* ---- tree.c: names, the account index, roll-ups ---- */
+int32_t tree_find(const struct ledger *l, const char *name, uint32_t len);
+int32_t tree_find_str(const struct ledger *l, struct proto_str name);
+/* Append an account to the cache (and index it); returns its index or -1
+ * on memory failure.  `a->name` is copied. */
+int32_t tree_add(struct ledger *l, const struct acct *a);
+void tree_reset(struct ledger *l);
+/* Call before changing account i in an entry: saves it for rollback and
+ * marks it for ledger sync.  Returns -1 only when out of memory. */
+void tree_touch(struct ledger *l, int32_t i);
+void tree_entry_begin(struct ledger *l);
+void tree_entry_end(struct ledger *l);
+/* Put every account back as it was when the entry began. */
+void tree_entry_undo(struct ledger *l);
+bool tree_is_ancestor_or_self(const struct ledger *l, int32_t anc, int32_t i);
+/* Validate an account path (message names it and the rule broken). */
+bool tree_name_valid(struct proto_str name, char *msg, size_t cap);
+/* Spent in the window that contains `now` (0 once the window has passed). */
+int64_t tree_spent_at(const struct acct *a, int64_t now_ms);
+/* What an account's holds add to its parent's reserved. */
+int64_t tree_contrib(const struct acct *a, int64_t spent, int64_t reserved);
+/* Tightest room on the path from i up, or PROTO_UNLIMITED. */
+int64_t tree_available(const struct ledger *l, int32_t i, int64_t now_ms);
+
+#define TREE_CHECK_STATUS 1u /* refuse frozen/closed/expired-grant paths */
+#define TREE_CHECK_CAPS 2u   /* refuse when a cap would be exceeded */
+/* Would adding outflow `ds` (counted on i and its ancestors that do not
+ * contain `credit`; credit -1: all) and hold `dr` at account i be allowed?
+ * Always checks overflow.  Returns PROTO_OK or a refusal written to res. */
+int tree_fit(const struct ledger *l, int32_t i, int32_t credit, int64_t ds,
+             int64_t dr, unsigned checks, struct proto_result *res);
+/* Apply it (after tree_fit said yes). */
+void tree_apply(struct ledger *l, int32_t i, int32_t credit, int64_t ds, int64_t dr);
+/* "vendor/unknown" for an empty payee. */
+struct proto_str tree_payee_default(struct proto_str name);
+bool tree_is_vendor_name(struct proto_str name);
+/* Check the credited side (payee, transfer credit): its index, -2 for a
+ * vendor/<x> account that does not exist yet (create it on use with
+ * account_vendor_create), or -1 with a refusal in res. */
+int32_t tree_payee_check(const struct ledger *l, struct proto_str name, const char *field,
+                         bool is_closed_ok, struct proto_result *res);
+
+/* ---- period.c: calendar arithmetic (UTC offsets, no time zones db) ---- */
+void period_window(int period, int tz_offset_min, int64_t now_ms,
+                   int64_t *start_ms, int64_t *end_ms);
+/* Month index y*12 + (m-1) of a UTC time. */
+int32_t period_month_index(int64_t ts_ms);
+int64_t period_month_start_ms(int32_t month_index);
+/* Parse "YYYY-MM"; returns month index or -1. */
+int32_t period_month_parse(struct proto_str s);
+bool period_month_is_closed(const struct ledger *l, int32_t month_index);
+
+/* ---- journal (transfer.c) ---- */
+/* Refuse postings into a closed month. */
+int journal_check_open(const struct ledger *l, struct proto_result *res);
+int journal_post(struct ledger *l, int kind, int32_t debit, int32_t credit,
+                 int64_t amount_micros, uint64_t reservation_id,
+                 int64_t overrun_micros, const void *meta, size_t meta_len,
+                 uint64_t *transfer_id, struct ledger_error *err);
+uint64_t journal_chain_step(uint64_t chain, uint64_t id, int64_t ts, int kind,
+                            int64_t debit, int64_t credit, int64_t amount,
+                            uint64_t reservation, int64_t overrun,
+                            const void *meta, size_t meta_len);
+/* First journal id with ts >= ts_ms (binary search over the monotonic ids). */
+int journal_first_at(struct ledger *l, int64_t ts_ms, uint64_t *id,
+                     struct ledger_error *err);
+
+/* ---- command handlers: return 0 (result in res) or a LEDGER_E* ---- */
+typedef int (*ledger_cmd_fn)(struct ledger *l, const struct proto_cmd *c,
+                             struct proto_result *res, struct ledger_error *err);
+int account_create(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int account_update(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int account_freeze(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int account_unfreeze(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int account_close(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int reserve_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int commit_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int release_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int expire_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int transfer_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int grant_create_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int grant_close_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int period_close_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int price_set_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int key_create_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int key_revoke_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int policy_set_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+
+/* grant.c: close every grant due at now (used by expire). */
+int grant_expire_due(struct ledger *l, uint32_t max, uint32_t *closed,
+                     struct ledger_error *err);
+/* account.c: find a named account or refuse (invalid / not_found naming
+ * `field`); -1 when refused. */
+int32_t account_find(const struct ledger *l, struct proto_str name, const char *field,
+                     struct proto_result *res);
+/* account.c: add a grant's account (open, capped at amount, period none). */
+int32_t account_create_grant(struct ledger *l, struct proto_str name, int32_t parent,
+                             int64_t amount, int64_t deadline, uint64_t grant_id,
+                             struct ledger_error *err);
+/* account.c: create vendor/<x> (and vendor) now; index or -1 (err set). */
+int32_t account_vendor_create(struct ledger *l, struct proto_str name,
+                              struct ledger_error *err);
+/* Resolve a credited side checked by tree_payee_check (creating it when -2). */
+int32_t account_payee_resolve(struct ledger *l, int32_t checked, struct proto_str name,
+                              struct ledger_error *err);
+/* account.c: recompute an account's spent in its window from the journal. */
+int account_recompute_spent(struct ledger *l, int32_t i, int64_t *spent,
+                            struct ledger_error *err);
+
+/* ---- idem.c ---- */
+/* Look a key up.  *found: 1 result copied into res, 0 new, -1 conflict (res
+ * filled with the refusal). *fp receives the request's fingerprint. */
+int idem_lookup(struct ledger *l, const struct proto_cmd *c, int *found,
+                uint64_t *fp, struct proto_result *res, struct ledger_error *err);
+int idem_store(struct ledger *l, const struct proto_cmd *c, uint64_t fp,
+               const struct proto_result *res, struct ledger_error *err);
+int idem_prune(struct ledger *l, int64_t before_ms, struct ledger_error *err);
+void idem_entry_begin(struct ledger *l);
+void idem_entry_end(struct ledger *l);
+void idem_entry_undo(struct ledger *l);
+void idem_reset(struct ledger *l);
+uint64_t idem_count(const struct ledger *l);
+typedef void (*idem_visit_cb)(void *arg, const void *key, uint32_t key_len, int64_t ts_ms,
+                              uint64_t fp, const void *result, uint32_t result_len);
+/* Every live key in time order. */
+void idem_each(const struct ledger *l, idem_visit_cb cb, void *arg);
+/* Add a key from a snapshot; -1 on bad input or no memory. */
+int idem_load(struct ledger *l, const void *key, uint32_t key_len, int64_t ts, uint64_t fp,
+              const void *result, uint32_t result_len);
+
+/* ---- helpers (ledger.c) ---- */
+/* Fill a refusal: status, and a printf message. */
+int ledger_refuse(struct proto_result *res, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ledger_set_name(struct proto_result *res, const struct acct *a);
+/* The stored form of a string map (raw msgpack), using l->scratch2 when the
+ * map came from a local caller without raw bytes.  Validates limits. */
+int ledger_map_blob(struct ledger *l, const struct proto_map *m, const char *field,
+                    const void **blob, size_t *len, struct proto_result *res);
+bool ledger_amount_valid(int64_t v, bool zero_ok);
+int ledger_forbid_agent(const struct proto_cmd *c, struct proto_result *res);
+/* Copy a proto_str into a C string buffer (truncating). */
+void ledger_str_copy(char *dst, size_t cap, struct proto_str s);
+/* Set err from an sqlite status and return LEDGER_ESQL. */
+#define LEDGER_SQL_CHECK(l, err, rc, what) \
+    do { if ((rc) != SQLITE_OK && (rc) != SQLITE_DONE && (rc) != SQLITE_ROW) \
+        return store_sql_error((l), (err), (what)); } while (0)
+
+#endif
