@@ -202,7 +202,8 @@ int ctl_breaker_show(struct ctl *ctl)
         printf("bedtime     %02lld:%02lld-%02lld:%02lld, %lld.%02lldx the %d-night average, "
                "floor %s\n", (long long)(start / 60), (long long)(start % 60),
                (long long)(end / 60), (long long)(end % 60), (long long)(factor / 100),
-               (long long)(factor % 100), ALERTS_NIGHTS, money_or_off(m, len, "bedtime_floor_micros", a));
+               (long long)(factor % 100), ALERTS_NIGHTS,
+               money_or_off(m, len, "bedtime_floor_micros", a));
         printf("            %s: %s spent, limit %s (average %s)\n",
                is_quiet ? "tonight" : "next quiet hours",
                money_or_off(m, len, "bedtime_spent_micros", b),
@@ -272,8 +273,8 @@ int ctl_events(struct ctl *ctl)
     int64_t pending = 0, dropped = 0;
     ctl_mp_int(m, len, "pending_count", &pending);
     ctl_mp_int(m, len, "dropped_count", &dropped);
-    printf("%lld pending, %lld dropped unsent (outbox full)\n", (long long)pending,
-           (long long)dropped);
+    printf("%lld pending; %lld dropped undelivered because the outbox was full\n",
+           (long long)pending, (long long)dropped);
     proto_buf_free(&answer);
     return rc;
 }

@@ -74,19 +74,19 @@ static const char *methods_res_status_name(int s)
     return s >= 0 && s <= 4 ? names[s] : "unknown";
 }
 
-static void pack_kv_str(msgpack_packer *pk, const char *k, const char *v)
+void pack_kv_str(msgpack_packer *pk, const char *k, const char *v)
 {
     rpc_pack_str(pk, k);
     rpc_pack_str(pk, v);
 }
 
-static void pack_kv_int(msgpack_packer *pk, const char *k, int64_t v)
+void pack_kv_int(msgpack_packer *pk, const char *k, int64_t v)
 {
     rpc_pack_str(pk, k);
     msgpack_pack_int64(pk, v);
 }
 
-static void pack_kv_bool(msgpack_packer *pk, const char *k, bool v)
+void pack_kv_bool(msgpack_packer *pk, const char *k, bool v)
 {
     rpc_pack_str(pk, k);
     if (v)

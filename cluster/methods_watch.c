@@ -12,27 +12,6 @@
 /* At most this many events in one `events` answer (the oldest first). */
 #define WATCH_EVENTS_MAX 1000
 
-static void watch_kv_str(msgpack_packer *pk, const char *k, const char *v)
-{
-    rpc_pack_str(pk, k);
-    rpc_pack_str(pk, v);
-}
-
-static void watch_kv_i64(msgpack_packer *pk, const char *k, int64_t v)
-{
-    rpc_pack_str(pk, k);
-    msgpack_pack_int64(pk, v);
-}
-
-static void watch_kv_flag(msgpack_packer *pk, const char *k, bool v)
-{
-    rpc_pack_str(pk, k);
-    if (v)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
-}
-
 int methods_watch_breaker(struct node *n, struct conn *c, uint32_t id, const char *account,
                           struct ledger_error *err)
 {
@@ -44,25 +23,25 @@ int methods_watch_breaker(struct node *n, struct conn *c, uint32_t id, const cha
         return rc;
     static const char *const status_names[] = {"active", "frozen", "closed"};
     msgpack_pack_map(&pk, 19);
-    watch_kv_str(&pk, "account", v.account);
-    watch_kv_str(&pk, "status", v.status >= 0 && v.status <= 2 ? status_names[v.status] : "?");
-    watch_kv_str(&pk, "frozen_reason", v.frozen_reason);
-    watch_kv_flag(&pk, "is_set", v.is_set);
-    watch_kv_i64(&pk, "velocity_max_micros", v.velocity_max_micros);
-    watch_kv_i64(&pk, "velocity_window_ms", v.velocity_window_ms);
-    watch_kv_i64(&pk, "velocity_spent_micros", v.velocity_spent_micros);
-    watch_kv_i64(&pk, "bedtime_start_min", v.bedtime_start_min);
-    watch_kv_i64(&pk, "bedtime_end_min", v.bedtime_end_min);
-    watch_kv_i64(&pk, "bedtime_factor_pct", v.bedtime_factor_pct);
-    watch_kv_i64(&pk, "bedtime_floor_micros", v.bedtime_floor_micros);
-    watch_kv_flag(&pk, "is_quiet_now", v.is_quiet_now);
-    watch_kv_i64(&pk, "bedtime_spent_micros", v.bedtime_spent_micros);
-    watch_kv_i64(&pk, "bedtime_baseline_micros", v.bedtime_baseline_micros);
-    watch_kv_i64(&pk, "bedtime_limit_micros", v.bedtime_limit_micros);
-    watch_kv_str(&pk, "thresholds", v.thresholds);
-    watch_kv_flag(&pk, "is_default_thresholds", v.is_default_thresholds);
-    watch_kv_i64(&pk, "applied_index", (int64_t)raft_last_applied(&n->raft));
-    watch_kv_i64(&pk, "now_ms", ledger_now_ms(n->ledger));
+    pack_kv_str(&pk, "account", v.account);
+    pack_kv_str(&pk, "status", v.status >= 0 && v.status <= 2 ? status_names[v.status] : "?");
+    pack_kv_str(&pk, "frozen_reason", v.frozen_reason);
+    pack_kv_bool(&pk, "is_set", v.is_set);
+    pack_kv_int(&pk, "velocity_max_micros", v.velocity_max_micros);
+    pack_kv_int(&pk, "velocity_window_ms", v.velocity_window_ms);
+    pack_kv_int(&pk, "velocity_spent_micros", v.velocity_spent_micros);
+    pack_kv_int(&pk, "bedtime_start_min", v.bedtime_start_min);
+    pack_kv_int(&pk, "bedtime_end_min", v.bedtime_end_min);
+    pack_kv_int(&pk, "bedtime_factor_pct", v.bedtime_factor_pct);
+    pack_kv_int(&pk, "bedtime_floor_micros", v.bedtime_floor_micros);
+    pack_kv_bool(&pk, "is_quiet_now", v.is_quiet_now);
+    pack_kv_int(&pk, "bedtime_spent_micros", v.bedtime_spent_micros);
+    pack_kv_int(&pk, "bedtime_baseline_micros", v.bedtime_baseline_micros);
+    pack_kv_int(&pk, "bedtime_limit_micros", v.bedtime_limit_micros);
+    pack_kv_str(&pk, "thresholds", v.thresholds);
+    pack_kv_bool(&pk, "is_default_thresholds", v.is_default_thresholds);
+    pack_kv_int(&pk, "applied_index", (int64_t)raft_last_applied(&n->raft));
+    pack_kv_int(&pk, "now_ms", ledger_now_ms(n->ledger));
     conn_reply_end(c, start);
     return 0;
 }
@@ -100,17 +79,17 @@ int methods_watch_events(struct node *n, struct conn *c, uint32_t id, struct led
         for (uint32_t i = 0; i < x.count; i++) {
             const struct ledger_event_view *e = &x.items[i];
             msgpack_pack_map(&pk, 5);
-            watch_kv_i64(&pk, "id", (int64_t)e->id);
-            watch_kv_i64(&pk, "ts_ms", e->ts_ms);
-            watch_kv_str(&pk, "type", e->type);
-            watch_kv_str(&pk, "account", e->account);
-            watch_kv_str(&pk, "detail", e->detail_json);
+            pack_kv_int(&pk, "id", (int64_t)e->id);
+            pack_kv_int(&pk, "ts_ms", e->ts_ms);
+            pack_kv_str(&pk, "type", e->type);
+            pack_kv_str(&pk, "account", e->account);
+            pack_kv_str(&pk, "detail", e->detail_json);
         }
-        watch_kv_i64(&pk, "pending_count", (int64_t)st.pending_count);
-        watch_kv_i64(&pk, "next_event_id", (int64_t)st.next_event_id);
-        watch_kv_i64(&pk, "dropped_count", (int64_t)st.dropped_count);
-        watch_kv_i64(&pk, "applied_index", (int64_t)raft_last_applied(&n->raft));
-        watch_kv_i64(&pk, "now_ms", ledger_now_ms(n->ledger));
+        pack_kv_int(&pk, "pending_count", (int64_t)st.pending_count);
+        pack_kv_int(&pk, "next_event_id", (int64_t)st.next_event_id);
+        pack_kv_int(&pk, "dropped_count", (int64_t)st.dropped_count);
+        pack_kv_int(&pk, "applied_index", (int64_t)raft_last_applied(&n->raft));
+        pack_kv_int(&pk, "now_ms", ledger_now_ms(n->ledger));
         conn_reply_end(c, start);
     }
     free(x.items);

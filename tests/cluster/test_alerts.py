@@ -7,10 +7,10 @@ import http.server
 import json
 import os
 import threading
-import time
 
 import purser_rpc as pr
 from conftest import checkpoint_hashes
+from test_purserctl import js as ctl_json, wait_for
 
 SECRET = b"whsec-test-5b1c"
 
@@ -57,22 +57,6 @@ class Receiver:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
-
-
-def wait_for(pred, what, timeout=30.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def ctl_json(h, *args):
-    p = h.ctl("--json", *args)
-    assert p.returncode == 0, f"purserctl {' '.join(args)} -> {p.returncode}: {p.stderr}"
-    return json.loads(p.stdout)
 
 
 def spend(cl, account, amount):
@@ -148,7 +132,7 @@ def test_webhook_delivers_events_raised_before_a_leader_kill(harness):
         ids = sorted(e["id"] for e in ev["events"])
         assert [e["type"] for e in ev["events"]] == ["threshold", "breaker"]
         # The leader tries and the receiver refuses: nothing is acknowledged.
-        wait_for(lambda: any(a[0] == ids[0] for a in rx.snapshot()), "a first attempt")
+        wait_for(lambda: any(a[0] == ids[0] for a in rx.snapshot()), 30, "a first attempt")
         assert all(a[1] == 500 for a in rx.snapshot())
         assert all(a[2] for a in rx.snapshot()), "every attempt is signed"
         old = h.leader()
@@ -157,7 +141,7 @@ def test_webhook_delivers_events_raised_before_a_leader_kill(harness):
         assert new is not old
         rx.set_failing(False)
         # Each event id reaches the receiver with a 200 and a valid signature.
-        wait_for(lambda: {a[0] for a in rx.snapshot() if a[1] == 200} >= set(ids),
+        wait_for(lambda: {a[0] for a in rx.snapshot() if a[1] == 200} >= set(ids), 30,
                  "delivery of every event after the kill")
         for event_id, status, sig_ok, body in rx.snapshot():
             assert sig_ok
@@ -169,7 +153,7 @@ def test_webhook_delivers_events_raised_before_a_leader_kill(harness):
         assert delivered[ids[0]]["detail"]["threshold_pct"] == 50
         assert delivered[ids[1]]["detail"]["reason"] == "velocity"
         # The acks are replicated: the outbox drains on every live node.
-        wait_for(lambda: ctl_json(h, "events")["pending_count"] == 0, "the outbox to drain")
+        wait_for(lambda: ctl_json(h, "events")["pending_count"] == 0, 30, "the outbox to drain")
         old.start()
         live = [n for n in nodes if n.alive()]
         _, hashes = checkpoint_hashes(h, live)
