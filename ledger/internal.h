@@ -69,6 +69,7 @@ enum watch_stmt {
     WS_OUTBOX_COUNT,
     WS_OUTBOX_DROP_OLDEST,
     WS_OUTBOX_DELETE,
+    WS_OUTBOX_MAX_ID,
     WS_META_GET,
     WS_COUNT
 };
@@ -311,6 +312,11 @@ int watch_prepare(struct ledger *l, struct ledger_error *err);
 #define WATCH_BREAKER 1u /* a row in breaker */
 #define WATCH_ALERTS 2u  /* a row in alert_config */
 int watch_cache_load(struct ledger *l, struct ledger_error *err);
+/* ledger_verify's part: reasons only on frozen accounts, the WATCH_* bits
+ * equal to the tables, the outbox within its bound and below next_event_id.
+ * Adds one to *count per violation (reported through cb). */
+int watch_verify(struct ledger *l, ledger_violation_cb cb, void *arg, int *count,
+                 struct ledger_error *err);
 /* Set or clear a WATCH_* bit of account i (within an entry). */
 void watch_flag_set(struct ledger *l, int32_t i, unsigned bit, bool is_on);
 void watch_finalize(struct ledger *l);

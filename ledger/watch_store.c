@@ -15,6 +15,9 @@
  *   outbox         events waiting to be delivered (acknowledged ones deleted)
  *   meta           next_event_id, events_dropped (counters, hashed with meta)
  */
+#include <stdarg.h>
+#include <stdlib.h>
+
 #include "ledger/internal.h"
 
 static const char *const watch_schema =
@@ -53,6 +56,7 @@ static const char *const watch_sql[WS_COUNT] = {
     [WS_OUTBOX_COUNT] = "SELECT count(*) FROM outbox",
     [WS_OUTBOX_DROP_OLDEST] = "DELETE FROM outbox WHERE id = (SELECT min(id) FROM outbox)",
     [WS_OUTBOX_DELETE] = "DELETE FROM outbox WHERE id = ?1",
+    [WS_OUTBOX_MAX_ID] = "SELECT coalesce(max(id), 0) FROM outbox",
     [WS_META_GET] = "SELECT v FROM meta WHERE k = ?1",
 };
 
@@ -114,6 +118,103 @@ int watch_cache_load(struct ledger *l, struct ledger_error *err)
         if (rc != SQLITE_DONE)
             return store_sql_error(l, err, "load alerting");
     }
+    return 0;
+}
+
+/* Call row(arg, account index or -1, column 1) for every row of `q`. */
+static int watch_rows(struct ledger *l, const char *q, void (*row)(void *, int32_t, int64_t),
+                      void *arg, struct ledger_error *err)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(l->db, q, -1, &s, NULL) != SQLITE_OK)
+        return store_sql_error(l, err, "verify alerting");
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(s, 0);
+        int32_t i = id >= 1 && (uint64_t)id <= l->acct_count ? (int32_t)(id - 1) : -1;
+        row(arg, i, sqlite3_column_count(s) > 1 ? sqlite3_column_int64(s, 1) : 0);
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : store_sql_error(l, err, "verify alerting");
+}
+
+struct watch_check {
+    struct ledger *l;
+    ledger_violation_cb cb;
+    void *arg;
+    int *count;
+    uint8_t *seen; /* WATCH_* bits found in the tables, per account */
+    unsigned bit;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void watch_report(struct watch_check *w, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    (*w->count)++;
+    if (w->cb)
+        w->cb(w->arg, msg);
+}
+
+static void watch_check_reason(void *arg, int32_t i, int64_t unused)
+{
+    struct watch_check *w = arg;
+    (void)unused;
+    if (i < 0)
+        watch_report(w, "alerting: a freeze reason for an account that does not exist");
+    else if (w->l->accts[i].status != LEDGER_STATUS_FROZEN)
+        watch_report(w, "alerting: account \"%s\" has a freeze reason but is not frozen",
+                     w->l->accts[i].name);
+}
+
+static void watch_check_flag(void *arg, int32_t i, int64_t unused)
+{
+    struct watch_check *w = arg;
+    (void)unused;
+    if (i < 0)
+        watch_report(w, "alerting: a breaker or thresholds for an account that does not exist");
+    else
+        w->seen[i] |= (uint8_t)w->bit;
+}
+
+int watch_verify(struct ledger *l, ledger_violation_cb cb, void *arg, int *count,
+                 struct ledger_error *err)
+{
+    struct watch_check w = {l, cb, arg, count, calloc(l->acct_count + 1, 1), 0};
+    if (!w.seen) {
+        err->code = LEDGER_ENOMEM;
+        snprintf(err->message, sizeof err->message, "out of memory");
+        return LEDGER_ENOMEM;
+    }
+    int rc = watch_rows(l, "SELECT account FROM freeze_reason", watch_check_reason, &w, err);
+    w.bit = WATCH_BREAKER;
+    if (rc == 0)
+        rc = watch_rows(l, "SELECT account FROM breaker", watch_check_flag, &w, err);
+    w.bit = WATCH_ALERTS;
+    if (rc == 0)
+        rc = watch_rows(l, "SELECT account FROM alert_config", watch_check_flag, &w, err);
+    for (uint32_t i = 0; rc == 0 && i < l->acct_count; i++)
+        if (w.seen[i] != l->accts[i].watch)
+            watch_report(&w, "alerting: account \"%s\" has flags %u, its rows say %u",
+                         l->accts[i].name, l->accts[i].watch, w.seen[i]);
+    free(w.seen);
+    if (rc)
+        return rc;
+    struct ledger_outbox_stats st;
+    ledger_outbox_stats(l, &st, err);
+    sqlite3_stmt *s = watch_stmt(l, WS_OUTBOX_MAX_ID);
+    int64_t max_id = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_reset(s);
+    if (st.pending_count > LEDGER_OUTBOX_MAX)
+        watch_report(&w, "alerting: %llu events pending, more than %d",
+                     (unsigned long long)st.pending_count, LEDGER_OUTBOX_MAX);
+    if ((uint64_t)max_id >= st.next_event_id)
+        watch_report(&w, "alerting: event %lld is not below next_event_id %llu",
+                     (long long)max_id, (unsigned long long)st.next_event_id);
     return 0;
 }
 

@@ -194,6 +194,7 @@ static void test_unfreeze_restarts_the_velocity_window(void **state)
     assert_string_equal(v.frozen_reason, "");
     fx_spend(f, "acme/bot", 9 * FX_USD); /* would trip without the restart */
     assert_int_equal(fx_view(f, "acme/bot").status, LEDGER_STATUS_ACTIVE);
+    fx_assert_verified(f);
 }
 
 static void test_admin_adjustments_do_not_count_as_velocity(void **state)
@@ -255,6 +256,7 @@ static void test_breaker_set_with_zeros_removes_the_breaker(void **state)
     assert_false(bv.is_set);
     fx_spend(f, "acme/bot", 5 * FX_USD);
     assert_int_equal(fx_view(f, "acme/bot").status, LEDGER_STATUS_ACTIVE);
+    fx_assert_verified(f);
 }
 
 /* ---- bedtime ---- */
@@ -402,6 +404,7 @@ static void test_alert_set_replaces_thresholds_and_none_turns_them_off(void **st
     fx_expect_refused(f, &c, PROTO_ERR_INVALID, "thresholds");
     c = alert_cmd("acme/capped", "50x");
     fx_expect_refused(f, &c, PROTO_ERR_INVALID, "thresholds");
+    fx_assert_verified(f);
 }
 
 static void test_uncapped_accounts_and_grants_raise_no_thresholds(void **state)
@@ -448,6 +451,35 @@ static void test_events_are_in_the_state_hash_and_survive_a_snapshot(void **stat
     ev = events_get(&g);
     assert_int_equal(ev->count, 2);
     assert_int_equal(ev->e[1].id, ev->e[0].id + 1);
+    fx_assert_verified(&g);
+    fx_close(&g);
+}
+
+static void test_a_restored_ledger_keeps_its_breakers_and_thresholds(void **state)
+{
+    struct fx *f = *state;
+    fx_create(f, "acme/capped", 100 * FX_USD, PROTO_PERIOD_MONTH, 0);
+    struct proto_cmd c = breaker_cmd("acme/bot", 10 * FX_USD, FX_HOUR_MS);
+    fx_expect_ok(f, &c);
+    c = alert_cmd("acme/capped", "5");
+    fx_expect_ok(f, &c);
+    fx_spend(f, "acme/bot", 9 * FX_USD);
+    void *data = NULL;
+    size_t len = 0;
+    struct ledger_error err = {0};
+    assert_int_equal(ledger_snapshot(f->l, NULL, &data, &len, &err), 0);
+    struct fx g = {0};
+    fx_open(&g);
+    assert_int_equal(ledger_restore(g.l, data, len, &err), 0);
+    free(data);
+    fx_assert_verified(&g);
+    g.now_ms = f->now_ms;
+    fx_spend(&g, "acme/bot", 2 * FX_USD); /* 11 USD in the window: trips */
+    fx_spend(&g, "acme/capped", 5 * FX_USD);
+    assert_int_equal(fx_view(&g, "acme/bot").status, LEDGER_STATUS_FROZEN);
+    struct events *ev = events_get(&g);
+    assert_int_equal(ev->count, 2);
+    assert_true(detail_has(&ev->e[1], "\"threshold_pct\":5,"));
     fx_close(&g);
 }
 
@@ -502,6 +534,7 @@ static void test_a_full_outbox_drops_the_oldest_and_counts_them(void **state)
     assert_int_equal(ev->e[0].id, produced - LEDGER_OUTBOX_MAX + 1);
     /* Spend still works with a full outbox. */
     fx_spend(f, "acme/bot", 1);
+    fx_assert_verified(f);
 }
 
 static void test_unknown_command_types_after_the_last_are_refused_by_the_decoder(void **state)
@@ -545,6 +578,7 @@ int main(void)
         T(test_alert_set_replaces_thresholds_and_none_turns_them_off),
         T(test_uncapped_accounts_and_grants_raise_no_thresholds),
         T(test_events_are_in_the_state_hash_and_survive_a_snapshot),
+        T(test_a_restored_ledger_keeps_its_breakers_and_thresholds),
         T(test_event_ack_is_idempotent_and_admin_only),
         T(test_a_full_outbox_drops_the_oldest_and_counts_them),
         T(test_unknown_command_types_after_the_last_are_refused_by_the_decoder),
