@@ -422,6 +422,19 @@ static void test_uncapped_accounts_and_grants_raise_no_thresholds(void **state)
 
 /* ---- the outbox ---- */
 
+/* Open g as a ledger restored from a snapshot of f, at f's time. */
+static void restore_copy(struct fx *f, struct fx *g)
+{
+    void *data = NULL;
+    size_t len = 0;
+    struct ledger_error err = {0};
+    assert_int_equal(ledger_snapshot(f->l, NULL, &data, &len, &err), 0);
+    fx_open(g);
+    assert_int_equal(ledger_restore(g->l, data, len, &err), 0);
+    free(data);
+    g->now_ms = f->now_ms;
+}
+
 static void test_events_are_in_the_state_hash_and_survive_a_snapshot(void **state)
 {
     struct fx *f = *state;
@@ -431,14 +444,8 @@ static void test_events_are_in_the_state_hash_and_survive_a_snapshot(void **stat
     fx_spend(f, "acme/capped", 5 * FX_USD);
     fx_state_hash(f, after);
     assert_false(fx_hash_equal(before, after));
-    void *data = NULL;
-    size_t len = 0;
-    struct ledger_error err = {0};
-    assert_int_equal(ledger_snapshot(f->l, NULL, &data, &len, &err), 0);
     struct fx g = {0};
-    fx_open(&g);
-    assert_int_equal(ledger_restore(g.l, data, len, &err), 0);
-    free(data);
+    restore_copy(f, &g);
     uint8_t restored[32];
     fx_state_hash(&g, restored);
     assert_true(fx_hash_equal(after, restored));
@@ -446,7 +453,6 @@ static void test_events_are_in_the_state_hash_and_survive_a_snapshot(void **stat
     assert_int_equal(ev->count, 1);
     assert_string_equal(ev->e[0].account, "acme/capped");
     /* The next event continues the id sequence. */
-    g.now_ms = f->now_ms;
     fx_spend(&g, "acme/capped", 3 * FX_USD);
     ev = events_get(&g);
     assert_int_equal(ev->count, 2);
@@ -464,16 +470,9 @@ static void test_a_restored_ledger_keeps_its_breakers_and_thresholds(void **stat
     c = alert_cmd("acme/capped", "5");
     fx_expect_ok(f, &c);
     fx_spend(f, "acme/bot", 9 * FX_USD);
-    void *data = NULL;
-    size_t len = 0;
-    struct ledger_error err = {0};
-    assert_int_equal(ledger_snapshot(f->l, NULL, &data, &len, &err), 0);
     struct fx g = {0};
-    fx_open(&g);
-    assert_int_equal(ledger_restore(g.l, data, len, &err), 0);
-    free(data);
+    restore_copy(f, &g);
     fx_assert_verified(&g);
-    g.now_ms = f->now_ms;
     fx_spend(&g, "acme/bot", 2 * FX_USD); /* 11 USD in the window: trips */
     fx_spend(&g, "acme/capped", 5 * FX_USD);
     assert_int_equal(fx_view(&g, "acme/bot").status, LEDGER_STATUS_FROZEN);
