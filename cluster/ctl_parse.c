@@ -51,6 +51,11 @@ static const struct opt_spec opt_specs[CTL_OPT_COUNT] = {
     [CTL_OPT_FORMAT] = {"format", true},
     [CTL_OPT_OUT] = {"out", true},
     [CTL_OPT_VIEW] = {"view", true},
+    [CTL_OPT_VELOCITY] = {"velocity", true},
+    [CTL_OPT_BEDTIME] = {"bedtime", true},
+    [CTL_OPT_BEDTIME_FACTOR] = {"bedtime-factor", true},
+    [CTL_OPT_BEDTIME_FLOOR] = {"bedtime-floor", true},
+    [CTL_OPT_PENDING] = {"pending", false},
 };
 
 static int fail(char *err, size_t cap, const char *fmt, ...)
@@ -151,7 +156,7 @@ int ctl_args_parse(int argc, char **argv, struct ctl_args *a, char *err, size_t 
     return 0;
 }
 
-int ctl_args_check(const struct ctl_args *a, uint32_t allowed, char *err, size_t cap)
+int ctl_args_check(const struct ctl_args *a, uint64_t allowed, char *err, size_t cap)
 {
     for (int o = 0; o < CTL_OPT_COUNT; o++) {
         if ((a->seen & CTL_OPT_BIT(o)) && !(allowed & CTL_OPT_BIT(o)))

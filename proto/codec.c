@@ -53,12 +53,13 @@ struct field {
     uint32_t len_max;
 };
 
-#define CMD_FIELDS_MAX 6
+#define CMD_FIELDS_MAX 8
 /* type, role, key */
 #define CMD_HEADER_COUNT 3
 
 struct cmd_schema {
     struct field fields[CMD_FIELDS_MAX];
+    bool is_fieldless; /* a row with no fields (a missing row is an unknown type) */
 };
 
 _Static_assert(sizeof(struct proto_cmd) <= UINT16_MAX, "offsets fit uint16_t");
@@ -113,7 +114,7 @@ static const struct cmd_schema cmd_schemas[PROTO_CMD_TYPE_COUNT] = {
     [PROTO_CMD_RELEASE] = {{
         F_UINT(release.reservation_id, "reservation_id"),
     }},
-    [PROTO_CMD_EXPIRE] = {{{0}}},
+    [PROTO_CMD_EXPIRE] = {{{0}}, .is_fieldless = true},
     [PROTO_CMD_TRANSFER] = {{
         F_STR(transfer.debit, "debit", PROTO_NAME_MAX),
         F_STR(transfer.credit, "credit", PROTO_NAME_MAX),
@@ -153,6 +154,22 @@ static const struct cmd_schema cmd_schemas[PROTO_CMD_TYPE_COUNT] = {
     [PROTO_CMD_POLICY_SET] = {{
         F_LIST(policy_set.required_metadata, "required_metadata", PROTO_MAP_KEY_MAX),
     }},
+    [PROTO_CMD_BREAKER_SET] = {{
+        F_STR(breaker_set.account, "account", PROTO_NAME_MAX),
+        F_INT(breaker_set.velocity_max_micros, "velocity_max_micros"),
+        F_INT(breaker_set.velocity_window_ms, "velocity_window_ms"),
+        F_INT(breaker_set.bedtime_start_min, "bedtime_start_min"),
+        F_INT(breaker_set.bedtime_end_min, "bedtime_end_min"),
+        F_INT(breaker_set.bedtime_factor_pct, "bedtime_factor_pct"),
+        F_INT(breaker_set.bedtime_floor_micros, "bedtime_floor_micros"),
+    }},
+    [PROTO_CMD_ALERT_SET] = {{
+        F_STR(alert_set.account, "account", PROTO_NAME_MAX),
+        F_STR(alert_set.thresholds, "thresholds", PROTO_TEXT_MAX),
+    }},
+    [PROTO_CMD_EVENT_ACK] = {{
+        F_UINT(event_ack.event_id, "event_id"),
+    }},
 };
 
 #define RES_AT(m) ((uint16_t)offsetof(struct proto_result, m))
@@ -174,7 +191,9 @@ static const struct field result_fields[] = {
 
 static bool cmd_type_is_known(uint64_t type)
 {
-    return type >= PROTO_CMD_ACCOUNT_CREATE && type < PROTO_CMD_TYPE_COUNT;
+    /* Types are assigned explicit values: a gap in the table is unknown. */
+    return type >= PROTO_CMD_ACCOUNT_CREATE && type < PROTO_CMD_TYPE_COUNT &&
+           (cmd_schemas[type].fields[0].name != NULL || cmd_schemas[type].is_fieldless);
 }
 
 static uint32_t schema_field_count(const struct cmd_schema *s)

@@ -69,6 +69,9 @@ enum proto_cmd_type {
     PROTO_CMD_KEY_CREATE,
     PROTO_CMD_KEY_REVOKE,
     PROTO_CMD_POLICY_SET,
+    PROTO_CMD_BREAKER_SET = 18, /* velocity / bedtime circuit breaker of an account */
+    PROTO_CMD_ALERT_SET = 19,   /* spend thresholds (percent of cap) of an account */
+    PROTO_CMD_EVENT_ACK = 20,   /* drop a delivered event from the outbox */
     PROTO_CMD_TYPE_COUNT /* one past the last */
 };
 
@@ -224,6 +227,26 @@ struct proto_policy_set_args {
     struct proto_list required_metadata;
 };
 
+/* Setting a part to 0 disables it; everything 0 removes the breaker. */
+struct proto_breaker_set_args {
+    struct proto_str account;
+    int64_t velocity_max_micros;  /* most spend per window, 0: no velocity rule */
+    int64_t velocity_window_ms;
+    int64_t bedtime_start_min;    /* quiet hours [start, end) in minutes of the */
+    int64_t bedtime_end_min;      /* account's local day (tz_offset_min) */
+    int64_t bedtime_factor_pct;   /* trip above factor% of the baseline, 0: off */
+    int64_t bedtime_floor_micros; /* the limit never goes below this */
+};
+
+struct proto_alert_set_args {
+    struct proto_str account;
+    struct proto_str thresholds; /* "50,80,100"; "" the default; "none" off */
+};
+
+struct proto_event_ack_args {
+    uint64_t event_id;
+};
+
 struct proto_cmd {
     uint8_t type;              /* enum proto_cmd_type */
     uint8_t role;              /* enum proto_role */
@@ -242,6 +265,9 @@ struct proto_cmd {
         struct proto_key_create_args key_create;
         struct proto_key_revoke_args key_revoke;
         struct proto_policy_set_args policy_set;
+        struct proto_breaker_set_args breaker_set;
+        struct proto_alert_set_args alert_set;
+        struct proto_event_ack_args event_ack;
     } u;
 };
 

@@ -107,6 +107,9 @@ COMMANDS = {
     "key_create": [15, 1, "", "key-7", HASH, "acme/eng/bot", 0],
     "key_revoke": [16, 1, "", "key-7"],
     "policy_set": [17, 1, "", ["team", "ticket"]],
+    "breaker_set": [18, 1, "", "acme/eng/bot", 50000000, 3600000, 1320, 420, 300, 5000000],
+    "alert_set": [19, 1, "", "acme/eng", "50,80,100"],
+    "event_ack": [20, 1, "", 7],
 }
 
 TS = 1763251200000

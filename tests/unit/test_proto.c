@@ -138,6 +138,22 @@ static struct proto_cmd sample_cmd(int type)
         c.u.policy_set.required_metadata.item[1] = s_("ticket");
         c.u.policy_set.required_metadata.item[2] = s_("");
         break;
+    case PROTO_CMD_BREAKER_SET:
+        c.u.breaker_set.account = s_("acme/eng/bot");
+        c.u.breaker_set.velocity_max_micros = 50000000;
+        c.u.breaker_set.velocity_window_ms = 3600000;
+        c.u.breaker_set.bedtime_start_min = 1320;
+        c.u.breaker_set.bedtime_end_min = 420;
+        c.u.breaker_set.bedtime_factor_pct = 300;
+        c.u.breaker_set.bedtime_floor_micros = INT64_MAX;
+        break;
+    case PROTO_CMD_ALERT_SET:
+        c.u.alert_set.account = s_("acme/eng");
+        c.u.alert_set.thresholds = s_("50,80,100");
+        break;
+    case PROTO_CMD_EVENT_ACK:
+        c.u.event_ack.event_id = UINT64_MAX;
+        break;
     default:
         fail_msg("no sample for type %d", type);
     }
@@ -385,6 +401,9 @@ TEST_ROUND_TRIP(price_set, PROTO_CMD_PRICE_SET)
 TEST_ROUND_TRIP(key_create, PROTO_CMD_KEY_CREATE)
 TEST_ROUND_TRIP(key_revoke, PROTO_CMD_KEY_REVOKE)
 TEST_ROUND_TRIP(policy_set, PROTO_CMD_POLICY_SET)
+TEST_ROUND_TRIP(breaker_set, PROTO_CMD_BREAKER_SET)
+TEST_ROUND_TRIP(alert_set, PROTO_CMD_ALERT_SET)
+TEST_ROUND_TRIP(event_ack, PROTO_CMD_EVENT_ACK)
 
 static void test_account_update_unset_ints_and_no_tags_travel_as_nil(void **state)
 {
@@ -1727,6 +1746,9 @@ int main(void)
         cmocka_unit_test(test_key_create_round_trips_every_field),
         cmocka_unit_test(test_key_revoke_round_trips_every_field),
         cmocka_unit_test(test_policy_set_round_trips_every_field),
+        cmocka_unit_test(test_breaker_set_round_trips_every_field),
+        cmocka_unit_test(test_alert_set_round_trips_every_field),
+        cmocka_unit_test(test_event_ack_round_trips_every_field),
         cmocka_unit_test(test_account_update_unset_ints_and_no_tags_travel_as_nil),
         cmocka_unit_test(test_account_create_with_empty_tags_keeps_has_tags),
         cmocka_unit_test(test_cap_none_and_negative_amounts_round_trip),
