@@ -182,6 +182,13 @@ static int conn_tls_recv(struct conn *c, const char **data, size_t *len)
     plain->len = 0;
     if (ptls_recv(c->tls, *data, *len, plain, msg, sizeof msg) != 0) {
         conn_tls_log(c, msg);
+        /* Best effort: the alert that tells the peer why, before hanging up. */
+        c->out.len = 0;
+        if (ptls_seal(c->tls, &c->out, msg, sizeof msg) == 0 && c->out.len > 0) {
+            uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+            (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        }
+        c->out.len = 0;
         return -1;
     }
     if (ptls_has_output(c->tls))

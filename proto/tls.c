@@ -31,6 +31,7 @@ struct ptls {
     BIO *wbio;
     bool is_server;
     bool is_established;
+    bool is_failed;        /* only the alert saying why is left to send */
     struct proto_buf held; /* plaintext written before the handshake was done */
 };
 
@@ -287,8 +288,8 @@ static int tls_write(struct ptls *t, const void *data, size_t len, char *msg, si
     return 0;
 }
 
-int ptls_recv(struct ptls *t, const void *in, size_t len, struct proto_buf *plain, char *msg,
-              size_t cap)
+static int tls_recv(struct ptls *t, const void *in, size_t len, struct proto_buf *plain,
+                    char *msg, size_t cap)
 {
     if (len > INT32_MAX)
         return tls_fail(msg, cap, "TLS: read larger than 2 GiB");
@@ -308,11 +309,25 @@ int ptls_recv(struct ptls *t, const void *in, size_t len, struct proto_buf *plai
     }
 }
 
+int ptls_recv(struct ptls *t, const void *in, size_t len, struct proto_buf *plain, char *msg,
+              size_t cap)
+{
+    if (t->is_failed)
+        return tls_fail(msg, cap, "TLS: the session failed before");
+    if (tls_recv(t, in, len, plain, msg, cap) == 0)
+        return 0;
+    t->is_failed = true;
+    return -1;
+}
+
 int ptls_seal(struct ptls *t, struct proto_buf *buf, char *msg, size_t cap)
 {
-    if (tls_handshake(t, msg, cap) != 0)
+    if (t->is_failed) {
+        buf->len = 0; /* nothing more goes out but the alert */
+    } else if (tls_handshake(t, msg, cap) != 0) {
+        t->is_failed = true;
         return -1;
-    if (!t->is_established) {
+    } else if (!t->is_established) {
         if (buf->len > 0 && proto_buf_append(&t->held, buf->data, buf->len) != 0)
             return tls_fail(msg, cap, "TLS: out of memory");
     } else {
@@ -325,6 +340,7 @@ int ptls_seal(struct ptls *t, struct proto_buf *buf, char *msg, size_t cap)
             return -1;
     }
     buf->len = 0;
+    /* Whatever SSL produced: records, or after a failure the alert. */
     char *wire = NULL;
     long n = BIO_get_mem_data(t->wbio, &wire);
     if (n > 0) {

@@ -49,7 +49,9 @@ void ptls_free(struct ptls *t);
 /* Bytes read from the socket.  The plaintext they complete is appended to
  * `plain`.  -1 with a message when the peer is not speaking TLS, the
  * handshake failed (a certificate not verified), a record is corrupt or
- * the peer closed the session: the caller drops the connection. */
+ * the peer closed the session: the caller drops the connection, after
+ * sending what one more ptls_seal gives (the alert that tells the peer
+ * why), if it cares to. */
 int ptls_recv(struct ptls *t, const void *in, size_t len, struct proto_buf *plain, char *msg,
               size_t cap);
 /* `buf` holds plaintext to send on entry (possibly none) and, on return,

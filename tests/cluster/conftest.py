@@ -136,7 +136,10 @@ class Harness:
         """tls: run the nodes' RPC ports over TLS (default: PURSER_TEST_TLS)."""
         self.dir = tempfile.mkdtemp(prefix="purser-test-")
         self.tls = test_certs() if (TLS_ENV if tls is None else tls) else None
-        self.tls_ctx = purser_rpc.tls_context(self.tls["ca"]) if self.tls else None
+        # the harness's own clients show a client certificate, so that nodes
+        # run with --tls-require-client-cert can be watched too
+        self.tls_ctx = (purser_rpc.tls_context(self.tls["ca"], self.tls["client_cert"],
+                                               self.tls["client_key"]) if self.tls else None)
         self.auth_path = os.path.join(self.dir, "auth")
         with open(self.auth_path, "w") as f:
             for role, secret in SECRETS.items():
