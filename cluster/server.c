@@ -377,25 +377,25 @@ static void server_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
         return;
     }
     const char *data = buf->base;
-    size_t len = (size_t)nread;
-    if (c->tls && conn_tls_recv(c, &data, &len) != 0) {
+    size_t data_len = (size_t)nread;
+    if (c->tls && conn_tls_recv(c, &data, &data_len) != 0) {
         conn_close(c);
         return;
     }
-    if (len == 0)
+    if (data_len == 0)
         return;
-    if (rpc_framer_feed(&c->framer, data, len) != 0) {
+    if (rpc_framer_feed(&c->framer, data, data_len) != 0) {
         conn_close(c);
         return;
     }
     const uint8_t *frame;
-    size_t frame_len;
+    size_t len;
     int rc;
     c->refs++; /* stay alive while dispatching */
-    while (!c->is_closing && (rc = rpc_framer_next(&c->framer, &frame, &frame_len)) == 1) {
+    while (!c->is_closing && (rc = rpc_framer_next(&c->framer, &frame, &len)) == 1) {
         struct rpc_msg m;
         struct proto_error perr;
-        if (rpc_msg_decode(frame, frame_len, &m, &perr) != 0 || m.type != RPC_REQUEST) {
+        if (rpc_msg_decode(frame, len, &m, &perr) != 0 || m.type != RPC_REQUEST) {
             /* Not even a request we can answer: drop the connection. */
             conn_close(c);
             break;
