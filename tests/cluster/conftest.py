@@ -35,9 +35,14 @@ def test_certs():
     """The test CA and certificates (scripts/make-test-certs), made once per
     run: {"ca", "cert", "key", "client_cert", "client_key", "other_ca"}."""
     if not _certs:
-        d = tempfile.mkdtemp(prefix="purser-certs-")
-        atexit.register(shutil.rmtree, d, True)
-        subprocess.run([MAKE_CERTS, d], check=True, capture_output=True)
+        # One set per run, even when this file is loaded under several
+        # module names (the gateway and fault suites load it as a module).
+        d = os.environ.get("PURSER_TEST_CERTS_DIR")
+        if not d or not os.path.exists(os.path.join(d, "other-ca.pem")):
+            d = tempfile.mkdtemp(prefix="purser-certs-")
+            atexit.register(shutil.rmtree, d, True)
+            subprocess.run([MAKE_CERTS, d], check=True, capture_output=True)
+            os.environ["PURSER_TEST_CERTS_DIR"] = d
         _certs.update(ca=f"{d}/ca.pem", cert=f"{d}/server.pem", key=f"{d}/server.key",
                       client_cert=f"{d}/client.pem", client_key=f"{d}/client.key",
                       other_ca=f"{d}/other-ca.pem")
