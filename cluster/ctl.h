@@ -81,6 +81,9 @@ enum ctl_opt {
     CTL_OPT_BEDTIME_FACTOR,
     CTL_OPT_BEDTIME_FLOOR,
     CTL_OPT_PENDING,
+    CTL_OPT_TLS_CA,
+    CTL_OPT_TLS_CERT,
+    CTL_OPT_TLS_KEY,
     CTL_OPT_COUNT
 };
 _Static_assert(CTL_OPT_COUNT <= 64, "option bits fit uint64_t");
@@ -90,7 +93,9 @@ _Static_assert(CTL_OPT_COUNT <= 64, "option bits fit uint64_t");
 #define CTL_OPTS_GLOBAL                                                                  \
     (CTL_OPT_BIT(CTL_OPT_CLUSTER) | CTL_OPT_BIT(CTL_OPT_AUTH) | CTL_OPT_BIT(CTL_OPT_JSON) | \
      CTL_OPT_BIT(CTL_OPT_VERBOSE) | CTL_OPT_BIT(CTL_OPT_HELP) |                          \
-     CTL_OPT_BIT(CTL_OPT_VERSION) | CTL_OPT_BIT(CTL_OPT_TIMEOUT))
+     CTL_OPT_BIT(CTL_OPT_VERSION) | CTL_OPT_BIT(CTL_OPT_TIMEOUT) |                       \
+     CTL_OPT_BIT(CTL_OPT_TLS_CA) | CTL_OPT_BIT(CTL_OPT_TLS_CERT) |                        \
+     CTL_OPT_BIT(CTL_OPT_TLS_KEY))
 
 /* A parsed command line.  Strings point into argv (alive for the run). */
 struct ctl_args {
@@ -247,6 +252,7 @@ int ctl_print_map(const uint8_t *map, size_t len, FILE *out);
 /* ---- the connection (ctl_client.c) ---- */
 
 struct pc_sync;
+struct ptls_ctx;
 
 /* One run of purserctl: the parsed line and the (lazily opened) connection. */
 struct ctl {
@@ -263,10 +269,12 @@ struct ctl {
     char cluster[1024];              /* comma-separated rpc addresses */
     uint32_t deadline_ms;
     struct pc_sync *sync;
+    struct ptls_ctx *tls;            /* --tls-ca / PURSER_TLS_CA: TLS to the cluster */
 };
 
-/* Fill role, secret, cluster, deadline from the flags and the environment
- * (PURSER_CLUSTER, PURSER_AUTH); a fresh key unless --key.  Returns an exit
+/* Fill role, secret, cluster, deadline, TLS from the flags and the
+ * environment (PURSER_CLUSTER, PURSER_AUTH, PURSER_TLS_CA, PURSER_TLS_CERT,
+ * PURSER_TLS_KEY); a fresh key unless --key.  Returns an exit
  * code (usage errors printed). */
 int ctl_setup(struct ctl *ctl);
 /* Open the connection if not yet open.  Returns an exit code. */

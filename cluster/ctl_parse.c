@@ -56,6 +56,9 @@ static const struct opt_spec opt_specs[CTL_OPT_COUNT] = {
     [CTL_OPT_BEDTIME_FACTOR] = {"bedtime-factor", true},
     [CTL_OPT_BEDTIME_FLOOR] = {"bedtime-floor", true},
     [CTL_OPT_PENDING] = {"pending", false},
+    [CTL_OPT_TLS_CA] = {"tls-ca", true},
+    [CTL_OPT_TLS_CERT] = {"tls-cert", true},
+    [CTL_OPT_TLS_KEY] = {"tls-key", true},
 };
 
 static int fail(char *err, size_t cap, const char *fmt, ...)

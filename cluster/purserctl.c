@@ -120,7 +120,7 @@ static const struct ctl_command commands[] = {
 
 static const char global_usage[] =
     "usage: purserctl [--cluster ADDR[,ADDR...]] [--auth FILE] [--json] [--timeout DUR] "
-    "[--verbose] COMMAND ...\n";
+    "[--verbose] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] COMMAND ...\n";
 
 static const char global_help[] =
     "\n"
@@ -131,6 +131,10 @@ static const char global_help[] =
     "  --json                machine-readable output, amounts as *_micros integers\n"
     "  --timeout DUR         give up after DUR (default 10s)\n"
     "  --verbose, -v         say more on stderr (e.g. the idempotency key)\n"
+    "  --tls-ca PEM          speak TLS to the cluster; verify nodes against this CA\n"
+    "                        (or PURSER_TLS_CA)\n"
+    "  --tls-cert, --tls-key PEM  a client certificate to present (or PURSER_TLS_CERT,\n"
+    "                        PURSER_TLS_KEY)\n"
     "  --key K               idempotency key of a mutating command (default: a random one)\n"
     "  --stale               reads: answer from any node's applied state\n"
     "  --help, -h / --version\n"

@@ -12,6 +12,7 @@
 #include "cluster/hello.h" /* enum conn_role */
 #include "cluster/node.h"
 #include "proto/mp.h"
+#include "proto/tls.h"
 
 struct conn {
     uv_tcp_t tcp;
@@ -27,6 +28,7 @@ struct conn {
     uint32_t refs;             /* 1 for the open socket + 1 per held call */
     uint32_t reply_id;         /* msgid of the answer being packed */
     bool is_closing;
+    struct ptls *tls;          /* NULL: plain TCP */
 };
 
 struct server {
@@ -37,6 +39,8 @@ struct server {
     struct conn *queued;       /* connections with output */
     uint64_t conn_count;
     bool is_stopping;
+    struct ptls_ctx *tls_ctx;  /* --tls-cert: every connection speaks TLS */
+    struct proto_buf tls_plain; /* one read's plaintext */
 };
 
 /* A call in progress: where its answer goes. */

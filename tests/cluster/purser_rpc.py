@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import os
 import socket
+import ssl
 import struct
 
 import msgpack
@@ -78,12 +79,52 @@ def transfer(debit, credit, amount, kind=2, metadata=None, key=""):
     return cmd(TRANSFER, key, debit, credit, amount, kind, metadata or {})
 
 
+# The TLS context clients use when none is given (conftest sets it when the
+# suite runs against TLS nodes: PURSER_TEST_TLS=1).
+DEFAULT_TLS = None
+
+
+def tls_context(ca, cert=None, key=None):
+    """A client context that verifies nodes against `ca` (IP in the SAN)."""
+    ctx = ssl.create_default_context(cafile=ca)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def open_socket(addr, timeout=10.0, tls=None):
+    """A connected socket to addr, TLS-wrapped with `tls` (or DEFAULT_TLS)."""
+    host, port = addr.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    tls = tls or DEFAULT_TLS
+    if tls is not None:
+        try:
+            sock = tls.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+    return sock
+
+
+def read_frame(sock):
+    """One frame's decoded message, read from a raw socket."""
+    def exact(n):
+        out = b""
+        while len(out) < n:
+            chunk = sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("connection closed")
+            out += chunk
+        return out
+    (n,) = struct.unpack(">I", exact(4))
+    return msgpack.unpackb(exact(n), raw=False)
+
+
 class Client:
-    def __init__(self, addr, role="admin", secret=None, timeout=10.0):
-        host, port = addr.rsplit(":", 1)
+    def __init__(self, addr, role="admin", secret=None, timeout=10.0, tls=None):
         self.addr = addr
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = open_socket(addr, timeout, tls)
         self.next_id = 1
         self.buf = b""
         kind, method, params = self._read()
@@ -152,16 +193,17 @@ class Client:
 class Cluster:
     """A client that follows the leader across nodes, like proto/client.c."""
 
-    def __init__(self, addrs, role="admin", secret=None, timeout=5.0):
+    def __init__(self, addrs, role="admin", secret=None, timeout=5.0, tls=None):
         self.addrs = list(addrs)
         self.role = role
         self.secret = secret
         self.timeout = timeout
+        self.tls = tls
         self.conn = None
 
     def _connect(self, addr):
         self.close()
-        self.conn = Client(addr, self.role, self.secret, self.timeout)
+        self.conn = Client(addr, self.role, self.secret, self.timeout, self.tls)
 
     def close(self):
         if self.conn:
