@@ -217,6 +217,37 @@ struct ledger_policy_view {
 int ledger_policy_get(struct ledger *l, struct ledger_policy_view *out,
                       struct ledger_error *err);
 
+/* Rate limits (ratelimit.c): scopes with a limit, in (account, key, value)
+ * order, with what their windows hold now. */
+struct ledger_rate_limit_view {
+    char account[PROTO_NAME_MAX + 1];       /* "" for a metadata scope */
+    char meta_key[PROTO_MAP_KEY_MAX + 1];
+    char meta_value[PROTO_MAP_VALUE_MAX + 1];
+    int64_t rpm, tpm, tph, tpd;             /* 0 = no limit */
+    int64_t requests_minute;                /* in the windows now */
+    int64_t tokens_minute, tokens_hour, tokens_day;
+};
+typedef int (*ledger_rate_limit_cb)(void *arg, const struct ledger_rate_limit_view *v);
+int ledger_rate_limit_list(struct ledger *l, ledger_rate_limit_cb cb, void *arg,
+                           struct ledger_error *err);
+
+/* Estimates (estimate.c): the cost of a task of `workflow` from the last
+ * LEDGER_ESTIMATE_SAMPLE closed grants of that workflow and `model` ("" or
+ * NULL: any model; a model without samples falls back to any model).
+ * samples 0: nothing learned yet (p50/p90 are 0). */
+#define LEDGER_ESTIMATE_SAMPLE 256
+struct ledger_estimate_view {
+    char model[PROTO_TEXT_MAX + 1]; /* the sample used: "" = all models */
+    int64_t p50_micros;
+    int64_t p90_micros;
+    uint64_t samples;               /* in the sample (<= LEDGER_ESTIMATE_SAMPLE) */
+    uint64_t seen;                  /* closed grants learned from, ever */
+};
+int ledger_estimate_get(struct ledger *l, const char *workflow, const char *model,
+                        struct ledger_estimate_view *out, struct ledger_error *err);
+/* The approval threshold in micros, or PROTO_CAP_NONE when there is none. */
+int ledger_approval_get(struct ledger *l, int64_t *above_micros, struct ledger_error *err);
+
 struct ledger_posting_view {
     uint64_t id;
     int64_t ts_ms;

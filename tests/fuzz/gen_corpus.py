@@ -107,6 +107,12 @@ COMMANDS = {
     "key_create": [15, 1, "", "key-7", HASH, "acme/eng/bot", 0],
     "key_revoke": [16, 1, "", "key-7"],
     "policy_set": [17, 1, "", ["team", "ticket"]],
+    # 18..20: another branch's types
+    "rate_limit_set": [21, 1, "", "", "project_id", "p-42", 60, 100000, 0, 0],
+    "approval_set": [22, 1, "", 25000000],
+    # trailing optional tokens
+    "reserve_tokens": [6, 0, "k-res-2", "acme/eng/bot", "", 1234567, 60000, 1, META, 128000],
+    "commit_tokens": [7, 0, "k-commit-2", 17, 1200000, Map(), 4096],
 }
 
 TS = 1763251200000
@@ -138,6 +144,8 @@ def result_seeds():
         "result_refusal": result(4, 0, 0, 250000, 0, 0, 0, 0, "acme/eng",
                                  "account \"acme/eng\" has 0.250000 USD left"),
         "result_commit": result(0, 17, 1200000, 3000000, 0, 99, 200000, -1, "", ""),
+        "result_rate_limited": pack([11, 0, 0, 0, 0, 0, 0, 0, "project_id=p-42",
+                                     "rate limit of project_id=p-42", 2500]),
         "money_plain": b"12.5",
         "money_min": b"-9223372036854.775808",
     }
