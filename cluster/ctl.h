@@ -76,10 +76,16 @@ enum ctl_opt {
     CTL_OPT_FORMAT,
     CTL_OPT_OUT,
     CTL_OPT_VIEW,
+    CTL_OPT_META,
+    CTL_OPT_RPM,
+    CTL_OPT_TPM,
+    CTL_OPT_TPH,
+    CTL_OPT_TPD,
+    CTL_OPT_MODEL,
     CTL_OPT_COUNT
 };
 
-#define CTL_OPT_BIT(o) (1u << (o))
+#define CTL_OPT_BIT(o) (1ull << (o))
 /* Options every command accepts. */
 #define CTL_OPTS_GLOBAL                                                                  \
     (CTL_OPT_BIT(CTL_OPT_CLUSTER) | CTL_OPT_BIT(CTL_OPT_AUTH) | CTL_OPT_BIT(CTL_OPT_JSON) | \
@@ -93,7 +99,7 @@ struct ctl_args {
     const char *value[CTL_OPT_COUNT]; /* NULL: absent; "" for a flag */
     const char *tags[PROTO_MAP_MAX];  /* every --tag, in order */
     uint32_t tag_count;
-    uint32_t seen;                    /* CTL_OPT_BIT of every option given */
+    uint64_t seen;                    /* CTL_OPT_BIT of every option given */
 };
 
 /* The option's spelling without dashes ("cache-write"). */
@@ -105,7 +111,7 @@ const char *ctl_opt_name(enum ctl_opt o);
 int ctl_args_parse(int argc, char **argv, struct ctl_args *a, char *err, size_t cap);
 /* 0 when every option given is in `allowed`, else -1 naming the first one
  * that is not. */
-int ctl_args_check(const struct ctl_args *a, uint32_t allowed, char *err, size_t cap);
+int ctl_args_check(const struct ctl_args *a, uint64_t allowed, char *err, size_t cap);
 
 /* Values.  Each returns 0, or -1 with err naming what was wrong (`what` is
  * the argument's name, e.g. "--cap" or "amount"). */
@@ -314,6 +320,12 @@ int ctl_price_list(struct ctl *ctl);
 int ctl_price_load(struct ctl *ctl);
 int ctl_policy_set(struct ctl *ctl);
 int ctl_policy_show(struct ctl *ctl);
+/* ctl_limits.c */
+int ctl_limit_set(struct ctl *ctl);
+int ctl_limit_clear(struct ctl *ctl);
+int ctl_limit_list(struct ctl *ctl);
+int ctl_estimate(struct ctl *ctl);
+int ctl_approval_set(struct ctl *ctl);
 int ctl_period_close(struct ctl *ctl);
 int ctl_period_list(struct ctl *ctl);
 

@@ -196,6 +196,26 @@ static int proto_buf_write(void *data, const char *buf, size_t len)
 }
 
 /* Answer a list query: {key: [items], applied_index, now_ms}. */
+static int read_rate_limit_cb(void *arg, const struct ledger_rate_limit_view *v)
+{
+    struct read_ctx *x = arg;
+    msgpack_packer *pk = &x->item_pk;
+    msgpack_pack_map(pk, 11);
+    pack_kv_str(pk, "account", v->account);
+    pack_kv_str(pk, "meta_key", v->meta_key);
+    pack_kv_str(pk, "meta_value", v->meta_value);
+    pack_kv_int(pk, "rpm", v->rpm);
+    pack_kv_int(pk, "tpm", v->tpm);
+    pack_kv_int(pk, "tph", v->tph);
+    pack_kv_int(pk, "tpd", v->tpd);
+    pack_kv_int(pk, "requests_minute", v->requests_minute);
+    pack_kv_int(pk, "tokens_minute", v->tokens_minute);
+    pack_kv_int(pk, "tokens_hour", v->tokens_hour);
+    pack_kv_int(pk, "tokens_day", v->tokens_day);
+    x->count++;
+    return 0;
+}
+
 static void read_reply_list(struct node *n, struct conn *c, uint32_t id, const char *key,
                             struct read_ctx *x)
 {
@@ -522,13 +542,49 @@ static void read_answer(struct node *n, struct conn *c, uint32_t id, const uint8
         }
     } else if (proto_str_eq(query, "policy")) {
         struct ledger_policy_view p;
+        int64_t above = PROTO_CAP_NONE;
         rc = ledger_policy_get(n->ledger, &p, &err);
+        if (rc == 0)
+            rc = ledger_approval_get(n->ledger, &above, &err);
         if (rc == 0 && conn_reply_begin(c, id, &start, &pk)) {
-            msgpack_pack_map(&pk, 1);
+            msgpack_pack_map(&pk, 2);
             rpc_pack_str(&pk, "required_metadata");
             msgpack_pack_array(&pk, p.required_count);
             for (uint32_t i = 0; i < p.required_count; i++)
                 rpc_pack_str(&pk, p.required[i]);
+            pack_kv_int(&pk, "approval_above_micros", above);
+            conn_reply_end(c, start);
+        }
+    } else if (proto_str_eq(query, "rate_limits")) {
+        rc = ledger_rate_limit_list(n->ledger, read_rate_limit_cb, &x, &err);
+        if (rc == 0)
+            read_reply_list(n, c, id, "rate_limits", &x);
+    } else if (proto_str_eq(query, "estimate")) {
+        /* [workflow, model]: model "" = any.  A small read: fine "stale". */
+        char workflow[PROTO_TEXT_MAX + 1], model[PROTO_MAP_VALUE_MAX + 1];
+        const char *m = NULL;
+        uint32_t ml = 0;
+        if (count != 4 || mp_str_read(&r, &s, &sl) != MP_OK || sl > PROTO_TEXT_MAX ||
+            mp_str_read(&r, &m, &ml) != MP_OK || ml > PROTO_MAP_VALUE_MAX) {
+            conn_reply_error(c, id, RPC_E_BAD_REQUEST, "estimate takes [workflow, model]");
+            goto out;
+        }
+        memcpy(workflow, s, sl);
+        workflow[sl] = '\0';
+        memcpy(model, m, ml);
+        model[ml] = '\0';
+        struct ledger_estimate_view e;
+        rc = ledger_estimate_get(n->ledger, workflow, model, &e, &err);
+        if (rc == 0 && conn_reply_begin(c, id, &start, &pk)) {
+            msgpack_pack_map(&pk, 8);
+            pack_kv_str(&pk, "workflow", workflow);
+            pack_kv_str(&pk, "model", e.model);
+            pack_kv_int(&pk, "p50_micros", e.p50_micros);
+            pack_kv_int(&pk, "p90_micros", e.p90_micros);
+            pack_kv_int(&pk, "samples", (int64_t)e.samples);
+            pack_kv_int(&pk, "seen", (int64_t)e.seen);
+            pack_kv_int(&pk, "applied_index", (int64_t)raft_last_applied(&n->raft));
+            pack_kv_int(&pk, "now_ms", ledger_now_ms(n->ledger));
             conn_reply_end(c, start);
         }
     } else if (proto_str_eq(query, "journal")) {

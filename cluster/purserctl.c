@@ -30,7 +30,7 @@ struct ctl_command {
     const char *summary;
     uint32_t arg_min;
     uint32_t arg_max;
-    uint32_t options;    /* beyond CTL_OPTS_GLOBAL */
+    uint64_t options;    /* beyond CTL_OPTS_GLOBAL */
     ctl_run_fn run;
 };
 
@@ -90,9 +90,21 @@ static const struct ctl_command commands[] = {
     {"price", "list", "", "every model's prices", 0, 0, READ, ctl_price_list},
     {"price", "load", "FILE", "set every model's prices from a price file (prices/default.json)",
      1, 1, MUTATING, ctl_price_load},
-    {"policy", "set", "required-metadata KEY,KEY,...", "metadata keys every charge must carry",
-     1, 2, MUTATING, ctl_policy_set},
-    {"policy", "show", "", "the metadata policy", 0, 0, READ, ctl_policy_show},
+    {"policy", "set", "required-metadata KEY,KEY,... | approval-above USD|none",
+     "metadata keys every charge must carry; the p90 estimate above which an agent needs an "
+     "admin-created grant", 1, 2, MUTATING, ctl_policy_set},
+    {"policy", "show", "", "the metadata policy and the approval threshold", 0, 0, READ,
+     ctl_policy_show},
+    {"limit", "set", "ACCOUNT|--meta KEY=VALUE [--rpm N] [--tpm N] [--tph N] [--tpd N]",
+     "rate limits of an account's subtree or of a metadata value (sliding windows; a limit "
+     "not given is none)", 0, 1, MUTATING | B(META) | B(RPM) | B(TPM) | B(TPH) | B(TPD),
+     ctl_limit_set},
+    {"limit", "clear", "ACCOUNT|--meta KEY=VALUE", "remove a scope's rate limits", 0, 1,
+     MUTATING | B(META), ctl_limit_clear},
+    {"limit", "list", "", "rate limits and what their windows hold now", 0, 0, READ,
+     ctl_limit_list},
+    {"estimate", NULL, "WORKFLOW [--model M]", "p50/p90 cost of a task of WORKFLOW, learned "
+     "from closed grants", 1, 1, READ | B(MODEL), ctl_estimate},
     {"period", "close", "YYYY-MM", "close a month: no posting may land in it after", 1, 1,
      MUTATING, ctl_period_close},
     {"period", "list", "", "closed months", 0, 0, READ, ctl_period_list},

@@ -248,6 +248,8 @@ int ratelimit_settle(struct ledger *l, uint64_t id, int64_t tokens, struct ledge
 {
     if (!l->has_rate_limits || tokens < 0)
         return 0;
+    if (tokens > PROTO_AMOUNT_MAX)
+        tokens = PROTO_AMOUNT_MAX; /* a commit is never refused for its token count */
     sqlite3_stmt *s = xstore_stmt(l, XS_RL_SETTLE, err);
     if (!s)
         return err->code;
