@@ -176,7 +176,7 @@ def rpc_hello_seeds():
 
 def gateway_json_seeds():
     """A selector byte (low 3 bits: budget op reserve, commit, release,
-    account, grant, grant_close, transfer; bit 3: POST), then text fed to
+    account, grant, grant_close, transfer, estimate; bit 3: POST), then text fed to
     every gateway parser: header, body and path."""
     post = 8
     return {
@@ -193,6 +193,9 @@ def gateway_json_seeds():
                         b'"nightly"}',
         "budget_transfer": bytes([post | 6]) + b'{"amount_micros":3,"debit":"acme/a",'
                            b'"credit":"acme/b","kind":"chargeback"}',
+        "budget_estimate": bytes([post | 7]) + b'{"workflow":"triage","model":"gpt-4o",'
+                           b'"prompt_bytes":1200,"max_tokens":50}',
+        "path_estimate": bytes([post | 7]) + b"estimate",
         "path_commit": bytes([post | 1]) + b"reservations/42/commit",
         "path_account": bytes([3]) + b"accounts/acme/eng",
     }
