@@ -320,6 +320,11 @@ int ctl_price_list(struct ctl *ctl);
 int ctl_price_load(struct ctl *ctl);
 int ctl_policy_set(struct ctl *ctl);
 int ctl_policy_show(struct ctl *ctl);
+/* ctl_ledger.c: read `query`; with --json print the answer and set
+ * *is_done, else leave it in `answer` for the caller to show. */
+int ctl_read_answer(struct ctl *ctl, const char *what, struct proto_buf *answer,
+                    const char *query, uint32_t arg_count, const char *const *args,
+                    bool *is_done);
 /* ctl_limits.c */
 int ctl_limit_set(struct ctl *ctl);
 int ctl_limit_clear(struct ctl *ctl);

@@ -211,6 +211,13 @@ static int read_answer(struct ctl *ctl, const char *what, struct proto_buf *answ
     return rc;
 }
 
+int ctl_read_answer(struct ctl *ctl, const char *what, struct proto_buf *answer,
+                    const char *query, uint32_t arg_count, const char *const *args,
+                    bool *is_done)
+{
+    return read_answer(ctl, what, answer, query, arg_count, args, is_done);
+}
+
 static const char *tz_text(int64_t minutes, char *buf, size_t cap)
 {
     int64_t m = minutes < 0 ? -minutes : minutes;

@@ -18,6 +18,23 @@
 
 #define COUNT(a) ((uint32_t)(sizeof(a) / sizeof((a)[0])))
 
+/* Start a JSON object answer in `buf`. */
+static void json_begin(struct ctl_json *j, struct proto_buf *buf)
+{
+    proto_buf_init(buf);
+    ctl_json_init(j, buf);
+    ctl_json_object_begin(j);
+}
+
+/* End it, print it, free it. */
+static int json_finish(struct ctl_json *j, struct proto_buf *buf)
+{
+    ctl_json_object_end(j);
+    int rc = ctl_json_print(j);
+    proto_buf_free(buf);
+    return rc;
+}
+
 static int usage_fail(const char *err)
 {
     ctl_errorf("%s", err);
@@ -104,9 +121,7 @@ static int limit_apply(struct ctl *ctl, const char *what, bool is_clear)
     if (ctl->is_json) {
         struct proto_buf buf;
         struct ctl_json j;
-        proto_buf_init(&buf);
-        ctl_json_init(&j, &buf);
-        ctl_json_object_begin(&j);
+        json_begin(&j, &buf);
         ctl_json_key(&j, "account");
         ctl_json_str(&j, a->account.ptr ? a->account.ptr : "", a->account.len);
         ctl_json_key(&j, "meta_key");
@@ -119,10 +134,7 @@ static int limit_apply(struct ctl *ctl, const char *what, bool is_clear)
             ctl_json_key(&j, keys[i]);
             ctl_json_int(&j, vals[i]);
         }
-        ctl_json_object_end(&j);
-        rc = ctl_json_print(&j);
-        proto_buf_free(&buf);
-        return rc;
+        return json_finish(&j, &buf);
     }
     if (is_clear || (a->rpm | a->tpm | a->tph | a->tpd) == 0)
         printf("rate limits of %s cleared\n", scope);
@@ -155,19 +167,10 @@ static const char *count_text(const uint8_t *m, size_t len, const char *key, cha
 int ctl_limit_list(struct ctl *ctl)
 {
     struct proto_buf answer;
+    bool is_done;
     proto_buf_init(&answer);
-    int rc = ctl_read(ctl, "limit list", &answer, "rate_limits", 0, NULL);
-    if (rc != CTL_EXIT_OK || ctl->is_json) {
-        if (rc == CTL_EXIT_OK) {
-            struct proto_buf buf;
-            struct ctl_json j;
-            proto_buf_init(&buf);
-            ctl_json_init(&j, &buf);
-            rc = ctl_json_mp(&j, (const uint8_t *)answer.data, answer.len) == 0
-                     ? ctl_json_print(&j)
-                     : CTL_EXIT_REFUSED;
-            proto_buf_free(&buf);
-        }
+    int rc = ctl_read_answer(ctl, "limit list", &answer, "rate_limits", 0, NULL, &is_done);
+    if (is_done) {
         proto_buf_free(&answer);
         return rc;
     }
@@ -225,9 +228,7 @@ int ctl_estimate(struct ctl *ctl)
     if (ctl->is_json) {
         struct proto_buf buf;
         struct ctl_json j;
-        proto_buf_init(&buf);
-        ctl_json_init(&j, &buf);
-        ctl_json_object_begin(&j);
+        json_begin(&j, &buf);
         ctl_json_key(&j, "workflow");
         ctl_json_cstr(&j, ctl->pos[0]);
         ctl_json_key(&j, "model");
@@ -238,10 +239,7 @@ int ctl_estimate(struct ctl *ctl)
         ctl_json_int(&j, p90);
         ctl_json_key(&j, "samples");
         ctl_json_int(&j, samples);
-        ctl_json_object_end(&j);
-        rc = ctl_json_print(&j);
-        proto_buf_free(&buf);
-        return rc;
+        return json_finish(&j, &buf);
     }
     if (samples == 0) {
         printf("workflow %s: no estimate yet (no closed grant has spent)\n", ctl->pos[0]);
@@ -276,15 +274,10 @@ int ctl_approval_set(struct ctl *ctl)
     if (ctl->is_json) {
         struct proto_buf buf;
         struct ctl_json j;
-        proto_buf_init(&buf);
-        ctl_json_init(&j, &buf);
-        ctl_json_object_begin(&j);
+        json_begin(&j, &buf);
         ctl_json_key(&j, "approval_above_micros");
         ctl_json_limit(&j, above);
-        ctl_json_object_end(&j);
-        rc = ctl_json_print(&j);
-        proto_buf_free(&buf);
-        return rc;
+        return json_finish(&j, &buf);
     }
     char t[CTL_MONEY_CAP];
     if (above == PROTO_CAP_NONE)
