@@ -123,6 +123,7 @@ struct ledger {
      * none configured", so the hot path skips the tables. */
     bool has_rate_limits;
     bool has_approval;
+    struct ledger_copy *copies; /* copies being taken (copy.c) */
 
     struct acct *accts;      /* index = id - 1 */
     uint32_t acct_count;
@@ -185,6 +186,10 @@ sqlite3_stmt *xstore_stmt(struct ledger *l, enum ledger_xstmt id, struct ledger_
 /* reserve.c's hook before it changes anything: rate limits, then approval. */
 int limits_reserve_check(struct ledger *l, const struct proto_cmd *c, int32_t i,
                          struct proto_result *res, struct ledger_error *err);
+
+/* ---- copy.c ---- */
+/* Abort every copy being taken of l (before its database goes away). */
+void copy_abort_all(struct ledger *l);
 
 /* ---- ratelimit.c (hooks of reserve.c and expire) ---- */
 /* Does a reservation of `tokens` at account i with metadata m fit every rate

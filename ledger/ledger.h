@@ -358,6 +358,25 @@ int ledger_report_from(struct ledger *l, int kind, int year, int month,
                        const char *const *group_by, uint32_t group_count,
                        uint64_t offset, ledger_report_cb cb, void *arg,
                        struct ledger_error *err);
+/* ---- copies (copy.c) ----
+ *
+ * A private copy of the ledger for long reads (reports) on another thread.
+ * Begin, then step on the ledger's thread until a step returns 1: each step
+ * copies at most `pages` database pages (4 KiB each), and writes applied
+ * meanwhile reach the copy too, so when done it equals the ledger at that
+ * moment.  Finish turns it into a ledger of its own (its journal, accounts
+ * and configuration; not the idempotency keys), usable by one thread at a
+ * time; close it with ledger_close.  Closing or restoring the source aborts
+ * a copy in progress (its next step fails).  ledger_copy_free drops a copy
+ * that will not be finished. */
+struct ledger_copy;
+int ledger_copy_begin(struct ledger *l, struct ledger_copy **out, struct ledger_error *err);
+/* 1: done; 0: more to copy; -code: failed (err set; free the copy). */
+int ledger_copy_step(struct ledger_copy *c, int pages, struct ledger_error *err);
+/* Consumes the copy on success. */
+int ledger_copy_finish(struct ledger_copy *c, struct ledger **out, struct ledger_error *err);
+void ledger_copy_free(struct ledger_copy *c);
+
 /* "chargeback", "spend", "trial-balance", "transfers" -> LEDGER_REPORT_*,
  * or -1; and back (NULL for an unknown kind). */
 int ledger_report_kind_parse(const char *name);

@@ -199,6 +199,7 @@ int store_open(struct ledger *l, const char *path, struct ledger_error *err)
 
 void store_close(struct ledger *l)
 {
+    copy_abort_all(l); /* copy.c: no backup outlives its source */
     store_finalize(l);
     if (l->db)
         sqlite3_close(l->db);
