@@ -72,6 +72,10 @@ struct method_def {
 const struct method_def *methods_find(struct proto_str name);
 /* End-of-turn work owned by methods.c (grouped barriers for reads). */
 void methods_flush(struct node *n);
+/* reports.c: the `report` read, after its query and consistency; it answers
+ * later, from a copy of the ledger read on a worker thread. */
+void reports_read(struct node *n, struct conn *c, uint32_t id, struct mp_reader *params,
+                  uint32_t count, bool is_linear);
 void methods_fail_all(struct node *n, const char *code, const char *message);
 
 /* batch.c */
