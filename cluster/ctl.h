@@ -76,6 +76,11 @@ enum ctl_opt {
     CTL_OPT_FORMAT,
     CTL_OPT_OUT,
     CTL_OPT_VIEW,
+    CTL_OPT_VELOCITY,
+    CTL_OPT_BEDTIME,
+    CTL_OPT_BEDTIME_FACTOR,
+    CTL_OPT_BEDTIME_FLOOR,
+    CTL_OPT_PENDING,
     CTL_OPT_META,
     CTL_OPT_RPM,
     CTL_OPT_TPM,
@@ -84,8 +89,9 @@ enum ctl_opt {
     CTL_OPT_MODEL,
     CTL_OPT_COUNT
 };
+_Static_assert(CTL_OPT_COUNT <= 64, "option bits fit uint64_t");
 
-#define CTL_OPT_BIT(o) (1ull << (o))
+#define CTL_OPT_BIT(o) (UINT64_C(1) << (o)) /* 64 options at most */
 /* Options every command accepts. */
 #define CTL_OPTS_GLOBAL                                                                  \
     (CTL_OPT_BIT(CTL_OPT_CLUSTER) | CTL_OPT_BIT(CTL_OPT_AUTH) | CTL_OPT_BIT(CTL_OPT_JSON) | \
@@ -289,6 +295,12 @@ int ctl_read(struct ctl *ctl, const char *what, struct proto_buf *answer, const 
 int ctl_call(struct ctl *ctl, struct pc_sync *sync, int target, const char *method,
              const struct proto_buf *params, bool is_retryable, bool is_quiet,
              struct proto_buf *answer);
+/* ctl_read, and with --json print the answer as it is (*is_done true).
+ * Returns CTL_EXIT_OK with *is_done false when the caller prints for humans
+ * (ctl_ledger.c). */
+int ctl_read_answer(struct ctl *ctl, const char *what, struct proto_buf *answer,
+                    const char *query, uint32_t arg_count, const char *const *args,
+                    bool *is_done);
 /* Bind a msgpack packer to a proto_buf. */
 void ctl_packer_init(msgpack_packer *pk, struct proto_buf *buf);
 /* A second connection to the given rpc addresses in this order (node index
@@ -320,11 +332,6 @@ int ctl_price_list(struct ctl *ctl);
 int ctl_price_load(struct ctl *ctl);
 int ctl_policy_set(struct ctl *ctl);
 int ctl_policy_show(struct ctl *ctl);
-/* ctl_ledger.c: read `query`; with --json print the answer and set
- * *is_done, else leave it in `answer` for the caller to show. */
-int ctl_read_answer(struct ctl *ctl, const char *what, struct proto_buf *answer,
-                    const char *query, uint32_t arg_count, const char *const *args,
-                    bool *is_done);
 /* ctl_limits.c */
 int ctl_limit_set(struct ctl *ctl);
 int ctl_limit_clear(struct ctl *ctl);
@@ -333,6 +340,12 @@ int ctl_estimate(struct ctl *ctl);
 int ctl_approval_set(struct ctl *ctl);
 int ctl_period_close(struct ctl *ctl);
 int ctl_period_list(struct ctl *ctl);
+/* ctl_alerts.c: circuit breakers, thresholds, the event outbox */
+int ctl_breaker_set(struct ctl *ctl);
+int ctl_breaker_clear(struct ctl *ctl);
+int ctl_breaker_show(struct ctl *ctl);
+int ctl_alert_set(struct ctl *ctl);
+int ctl_events(struct ctl *ctl);
 
 int ctl_report(struct ctl *ctl);
 

@@ -185,7 +185,7 @@ int ctl_account_close(struct ctl *ctl)
 
 /* Read `query` and, with --json, print the answer as it is.  Returns
  * CTL_EXIT_OK with *is_done false when the caller prints for humans. */
-static int read_answer(struct ctl *ctl, const char *what, struct proto_buf *answer,
+int ctl_read_answer(struct ctl *ctl, const char *what, struct proto_buf *answer,
                        const char *query, uint32_t arg_count, const char *const *args,
                        bool *is_done)
 {
@@ -209,13 +209,6 @@ static int read_answer(struct ctl *ctl, const char *what, struct proto_buf *answ
     }
     proto_buf_free(&buf);
     return rc;
-}
-
-int ctl_read_answer(struct ctl *ctl, const char *what, struct proto_buf *answer,
-                    const char *query, uint32_t arg_count, const char *const *args,
-                    bool *is_done)
-{
-    return read_answer(ctl, what, answer, query, arg_count, args, is_done);
 }
 
 static const char *tz_text(int64_t minutes, char *buf, size_t cap)
@@ -242,7 +235,7 @@ int ctl_account_show(struct ctl *ctl)
     char what[PROTO_NAME_MAX + 16];
     snprintf(what, sizeof what, "account \"%s\"", ctl->pos[0]);
     proto_buf_init(&answer);
-    int rc = read_answer(ctl, what, &answer, "account", 1, ctl->pos, &is_done);
+    int rc = ctl_read_answer(ctl, what, &answer, "account", 1, ctl->pos, &is_done);
     if (is_done) {
         proto_buf_free(&answer);
         return rc;
@@ -263,8 +256,11 @@ int ctl_account_show(struct ctl *ctl)
         ctl_mp_text(v, vlen, tags, sizeof tags);
     else
         snprintf(tags, sizeof tags, "{}");
+    char frozen_reason[PROTO_TEXT_MAX + 1] = "";
+    ctl_mp_str(m, len, "frozen_reason", frozen_reason, sizeof frozen_reason);
     printf("name       %s\n", name);
-    printf("status     %s\n", status);
+    printf("status     %s%s%s%s\n", status, frozen_reason[0] ? " (reason: " : "", frozen_reason,
+           frozen_reason[0] ? ")" : "");
     printf("cap        %s\n", answer_money(m, len, "cap_micros", true, cap));
     printf("period     %s (UTC%s)", period, tz_text(tz_min, tz, sizeof tz));
     if (ctl_mp_int(m, len, "period_start_ms", &start_ms) == 0 &&
@@ -298,7 +294,7 @@ int ctl_account_list(struct ctl *ctl)
         prefix_buf[--plen] = '\0';
     const char *prefix = prefix_buf;
     proto_buf_init(&answer);
-    int rc = read_answer(ctl, "accounts", &answer, "accounts", 1, &prefix, &is_done);
+    int rc = ctl_read_answer(ctl, "accounts", &answer, "accounts", 1, &prefix, &is_done);
     if (is_done) {
         proto_buf_free(&answer);
         return rc;
@@ -782,7 +778,7 @@ int ctl_price_list(struct ctl *ctl)
     struct proto_buf answer;
     bool is_done;
     proto_buf_init(&answer);
-    int rc = read_answer(ctl, "prices", &answer, "prices", 0, NULL, &is_done);
+    int rc = ctl_read_answer(ctl, "prices", &answer, "prices", 0, NULL, &is_done);
     if (is_done) {
         proto_buf_free(&answer);
         return rc;
@@ -858,7 +854,7 @@ int ctl_policy_show(struct ctl *ctl)
     struct proto_buf answer;
     bool is_done;
     proto_buf_init(&answer);
-    int rc = read_answer(ctl, "policy", &answer, "policy", 0, NULL, &is_done);
+    int rc = ctl_read_answer(ctl, "policy", &answer, "policy", 0, NULL, &is_done);
     if (is_done) {
         proto_buf_free(&answer);
         return rc;
@@ -910,7 +906,7 @@ int ctl_period_list(struct ctl *ctl)
     struct proto_buf answer;
     bool is_done;
     proto_buf_init(&answer);
-    int rc = read_answer(ctl, "periods", &answer, "periods", 0, NULL, &is_done);
+    int rc = ctl_read_answer(ctl, "periods", &answer, "periods", 0, NULL, &is_done);
     if (is_done) {
         proto_buf_free(&answer);
         return rc;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/methods_watch.h"
 #include "cluster/server.h"
 #include "proto/client.h"
 
@@ -73,19 +74,19 @@ static const char *methods_res_status_name(int s)
     return s >= 0 && s <= 4 ? names[s] : "unknown";
 }
 
-static void pack_kv_str(msgpack_packer *pk, const char *k, const char *v)
+void pack_kv_str(msgpack_packer *pk, const char *k, const char *v)
 {
     rpc_pack_str(pk, k);
     rpc_pack_str(pk, v);
 }
 
-static void pack_kv_int(msgpack_packer *pk, const char *k, int64_t v)
+void pack_kv_int(msgpack_packer *pk, const char *k, int64_t v)
 {
     rpc_pack_str(pk, k);
     msgpack_pack_int64(pk, v);
 }
 
-static void pack_kv_bool(msgpack_packer *pk, const char *k, bool v)
+void pack_kv_bool(msgpack_packer *pk, const char *k, bool v)
 {
     rpc_pack_str(pk, k);
     if (v)
@@ -107,7 +108,7 @@ static void pack_kv_map(msgpack_packer *pk, const char *k, const struct ledger_m
 static void pack_account_fields(msgpack_packer *pk, const struct ledger_account_view *a,
                                 uint32_t extra)
 {
-    msgpack_pack_map(pk, 13 + extra);
+    msgpack_pack_map(pk, 14 + extra);
     pack_kv_str(pk, "name", a->name);
     pack_kv_int(pk, "id", (int64_t)a->id);
     pack_kv_int(pk, "cap_micros", a->cap_micros);
@@ -122,6 +123,7 @@ static void pack_account_fields(msgpack_packer *pk, const struct ledger_account_
     pack_kv_int(pk, "available_micros",
                 a->available_micros == PROTO_UNLIMITED ? -1 : a->available_micros);
     pack_kv_map(pk, "tags", &a->tags);
+    pack_kv_str(pk, "frozen_reason", a->frozen_reason);
 }
 
 static void pack_account(msgpack_packer *pk, const struct ledger_account_view *a)
@@ -262,7 +264,7 @@ static void read_answer(struct node *n, struct conn *c, uint32_t id, const uint8
     msgpack_packer_init(&x.item_pk, &items, proto_buf_write);
 
     if (proto_str_eq(query, "account") || proto_str_eq(query, "accounts") ||
-        proto_str_eq(query, "price")) {
+        proto_str_eq(query, "price") || proto_str_eq(query, "breaker")) {
         if (count != 3 || mp_str_read(&r, &s, &sl) != MP_OK || sl > PROTO_NAME_MAX) {
             conn_reply_error(c, id, RPC_E_BAD_REQUEST, "this query takes one name");
             goto out;
@@ -415,6 +417,10 @@ static void read_answer(struct node *n, struct conn *c, uint32_t id, const uint8
         /* Off the loop thread, answered later (reports.c). */
         reports_read(n, c, id, &r, count, proto_str_eq((struct proto_str){cons, cl}, "linear"));
         goto out;
+    } else if (proto_str_eq(query, "breaker")) { /* alerting reads: methods_watch.c */
+        rc = methods_watch_breaker(n, c, id, arg, &err);
+    } else if (proto_str_eq(query, "events")) {
+        rc = methods_watch_events(n, c, id, &err);
     } else if (proto_str_eq(query, "periods")) {
         rc = ledger_period_list(n->ledger, read_period_cb, &x, &err);
         if (rc == 0)

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "cluster/server.h"
+#include "cluster/webhook.h"
 #include "proto/client.h"
 
 bool node_is_leader(struct node *n)
@@ -360,6 +361,7 @@ void node_stop(struct node *n)
     n->is_stopping = true;
     uv_timer_stop(&n->expire_timer);
     uv_timer_stop(&n->disk_timer);
+    webhook_stop(n->webhook); /* outbox delivery (webhook.c) */
     server_stop(n->server);
     uv_timer_init(n->loop, &n->stop_timer);
     n->stop_timer.data = n;

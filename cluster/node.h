@@ -63,6 +63,7 @@ struct node_checkpoint {
 
 struct server;
 struct batch;
+struct webhook;
 struct pc_client;
 
 struct node {
@@ -78,6 +79,7 @@ struct node {
 
     struct server *server;
     struct batch *batch;
+    struct webhook *webhook; /* --webhook-url: outbox delivery (webhook.c), or NULL */
 
     uv_timer_t expire_timer;
     uv_timer_t disk_timer;

@@ -108,6 +108,19 @@ static const struct ctl_command commands[] = {
     {"period", "close", "YYYY-MM", "close a month: no posting may land in it after", 1, 1,
      MUTATING, ctl_period_close},
     {"period", "list", "", "closed months", 0, 0, READ, ctl_period_list},
+    {"breaker", "set", "ACCOUNT [--velocity USD/DURATION] [--bedtime HH:MM-HH:MM "
+     "[--bedtime-factor N] [--bedtime-floor USD]]", "freeze ACCOUNT when its spend runs too "
+     "fast, or too far above its usual spend in quiet hours (account's --tz)", 1, 1,
+     MUTATING | B(VELOCITY) | B(BEDTIME) | B(BEDTIME_FACTOR) | B(BEDTIME_FLOOR), ctl_breaker_set},
+    {"breaker", "clear", "ACCOUNT", "remove ACCOUNT's breaker", 1, 1, MUTATING,
+     ctl_breaker_clear},
+    {"breaker", "show", "ACCOUNT", "ACCOUNT's breaker, its counters, thresholds and frozen "
+     "reason", 1, 1, READ, ctl_breaker_show},
+    {"alert", "set", "ACCOUNT PCT,PCT,...|none|default", "spend thresholds in percent of "
+     "ACCOUNT's cap (default 50,80,100); each fires an event once per period", 2, 2, MUTATING,
+     ctl_alert_set},
+    {"events", NULL, "[--pending]", "the event outbox: events not yet delivered to the webhook",
+     0, 0, READ | B(PENDING), ctl_events},
     {"report", NULL, "chargeback|spend|trial-balance|transfers --month YYYY-MM "
      "[--group-by KEY,...] [--format table|csv|json|xlsx|focus] [--out FILE] "
      "[--view account|cost_center]", "a month's report (UTC); spend groups by metadata keys; "

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cluster/node.h"
+#include "cluster/webhook.h"
 
 #define PURSERD_VERSION "purserd 0.1.0"
 
@@ -35,7 +36,12 @@ static void usage(FILE *f)
             "                      (ignored, like --bootstrap, when DIR holds data)\n"
             "  --auth FILE         lines \"ROLE SECRET\" (admin, gateway, reader);\n"
             "                      also PURSER_AUTH\n"
-            "  --no-auth           accept any client: loopback experiments only\n");
+            "  --no-auth           accept any client: loopback experiments only\n"
+            "  --webhook-url URL   the leader POSTs alert events (thresholds, breakers)\n"
+            "                      here, signed (X-Purser-Signature: sha256=HMAC)\n"
+            "  --webhook-secret FILE\n"
+            "                      the HMAC-SHA256 key, read from FILE (required with\n"
+            "                      --webhook-url; never given on the command line)\n");
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -65,7 +71,9 @@ int main(int argc, char **argv)
     o.snapshot_threshold = 16384;
     o.snapshot_trailing = 8192;
     const char *auth_path = getenv("PURSER_AUTH");
-    enum { OPT_ELECTION = 1000, OPT_SNAPSHOT, OPT_NO_AUTH, OPT_RAFT_BIND };
+    const char *webhook_url = NULL, *webhook_secret = NULL;
+    enum { OPT_ELECTION = 1000, OPT_SNAPSHOT, OPT_NO_AUTH, OPT_RAFT_BIND, OPT_WEBHOOK_URL,
+           OPT_WEBHOOK_SECRET };
     static const struct option opts[] = {
         {"id", required_argument, NULL, 'i'},
         {"raft", required_argument, NULL, 'r'},
@@ -78,6 +86,8 @@ int main(int argc, char **argv)
         {"no-auth", no_argument, NULL, OPT_NO_AUTH},
         {"election-timeout-ms", required_argument, NULL, OPT_ELECTION},
         {"snapshot-threshold", required_argument, NULL, OPT_SNAPSHOT},
+        {"webhook-url", required_argument, NULL, OPT_WEBHOOK_URL},
+        {"webhook-secret", required_argument, NULL, OPT_WEBHOOK_SECRET},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -99,6 +109,8 @@ int main(int argc, char **argv)
         case OPT_NO_AUTH: o.is_no_auth = true; break;
         case OPT_ELECTION: o.election_timeout_ms = (unsigned)strtoul(optarg, NULL, 10); break;
         case OPT_SNAPSHOT: o.snapshot_threshold = (unsigned)strtoul(optarg, NULL, 10); break;
+        case OPT_WEBHOOK_URL: webhook_url = optarg; break;
+        case OPT_WEBHOOK_SECRET: webhook_secret = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': puts(PURSERD_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -121,6 +133,10 @@ int main(int argc, char **argv)
     }
     if (o.bootstrap[0] && o.join[0]) {
         fprintf(stderr, "purserd: --bootstrap and --join exclude each other\n");
+        return 2;
+    }
+    if (webhook_secret && !webhook_url) {
+        fprintf(stderr, "purserd: --webhook-secret needs --webhook-url\n");
         return 2;
     }
     if (o.election_timeout_ms < 100 || o.election_timeout_ms > 60000) {
@@ -154,6 +170,10 @@ int main(int argc, char **argv)
     if (node_start(&n, loop, &o, msg, sizeof msg) != 0) {
         fprintf(stderr, "purserd: %s\n", msg);
         return 1;
+    }
+    if (webhook_url && webhook_start(&n, webhook_url, webhook_secret, msg, sizeof msg) != 0) {
+        fprintf(stderr, "purserd: %s\n", msg);
+        return 2;
     }
     uv_signal_init(loop, &n.sigterm);
     uv_signal_init(loop, &n.sigint);

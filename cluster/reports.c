@@ -36,12 +36,6 @@ static int report_buf_write(void *data, const char *buf, size_t len)
     return proto_buf_append(data, buf, len) == 0 ? 0 : -1;
 }
 
-static void pack_kv_int(msgpack_packer *pk, const char *k, int64_t v)
-{
-    rpc_pack_str(pk, k);
-    msgpack_pack_int64(pk, v);
-}
-
 /* Room for rows in one answer: a frame, less the envelope and one row's
  * worst case (a transfer with the largest metadata).  Tests of paging build
  * with a tiny page (-DREPORT_PAGE_BYTES=300). */

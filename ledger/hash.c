@@ -20,6 +20,12 @@ static const char *const hash_tables[] = {
     "SELECT * FROM price ORDER BY model",
     "SELECT * FROM api_key ORDER BY id",
     "SELECT * FROM policy_required ORDER BY pos",
+    /* alerting (watch_store.c) */
+    "SELECT * FROM breaker ORDER BY account",
+    "SELECT * FROM freeze_reason ORDER BY account",
+    "SELECT * FROM alert_config ORDER BY account",
+    "SELECT * FROM alert_fired ORDER BY account",
+    "SELECT * FROM outbox ORDER BY id",
     /* rate limits and estimates (limits_store.c) */
     "SELECT * FROM rate_limit ORDER BY id",
     "SELECT * FROM rate_event ORDER BY scope, ts, reservation",

@@ -144,6 +144,8 @@ struct ledger_account_view {
     int64_t available_micros; /* tightest room on the path (>= 0), or PROTO_UNLIMITED */
     char tags_json[LEDGER_JSON_MAX];
     struct ledger_map_raw tags;
+    char frozen_reason[PROTO_TEXT_MAX + 1]; /* when frozen: "velocity", "bedtime", the
+                                               admin's reason, or "" */
 };
 
 int ledger_account_get(struct ledger *l, const char *name,
@@ -264,6 +266,66 @@ struct ledger_posting_view {
 typedef int (*ledger_posting_cb)(void *arg, const struct ledger_posting_view *p);
 int ledger_journal_month(struct ledger *l, int year, int month,
                          ledger_posting_cb cb, void *arg, struct ledger_error *err);
+
+/* ---- alerting: circuit breakers, thresholds, the event outbox ---- */
+
+/* Velocity windows are counted in this many fixed sub-buckets. */
+#define LEDGER_VELOCITY_BUCKETS 60
+#define LEDGER_VELOCITY_WINDOW_MIN_MS 1000LL
+#define LEDGER_VELOCITY_WINDOW_MAX_MS (31LL * 24 * 3600 * 1000)
+/* Bedtime baseline: the average of this many previous nights. */
+#define LEDGER_BEDTIME_NIGHTS 7
+#define LEDGER_BEDTIME_FACTOR_MAX_PCT 100000 /* 1000x */
+#define LEDGER_THRESHOLDS_MAX 8
+#define LEDGER_THRESHOLD_MAX_PCT 1000
+#define LEDGER_THRESHOLDS_DEFAULT "50,80,100"
+#define LEDGER_THRESHOLD_DEFAULT_MIN_PCT 50 /* the lowest of the default */
+/* Events kept until acknowledged; when full the oldest is dropped (counted). */
+#define LEDGER_OUTBOX_MAX 10000
+#define LEDGER_EVENT_TYPE_MAX 32
+#define LEDGER_EVENT_DETAIL_MAX 512
+
+struct ledger_breaker_view {
+    char account[PROTO_NAME_MAX + 1];
+    bool is_set;                  /* a breaker is configured */
+    int64_t velocity_max_micros;  /* 0: no velocity rule */
+    int64_t velocity_window_ms;
+    int64_t velocity_spent_micros; /* counted in the current window */
+    int64_t bedtime_start_min;
+    int64_t bedtime_end_min;
+    int64_t bedtime_factor_pct;   /* 0: no bedtime rule */
+    int64_t bedtime_floor_micros;
+    bool is_quiet_now;            /* now is inside the quiet hours */
+    int64_t bedtime_spent_micros; /* in tonight's quiet hours (0 outside them) */
+    int64_t bedtime_baseline_micros; /* average of the previous nights */
+    int64_t bedtime_limit_micros;  /* max(factor x baseline, floor); 0: cannot trip */
+    char thresholds[PROTO_TEXT_MAX + 1]; /* "50,80,100", "" when off */
+    bool is_default_thresholds;
+    int status;                   /* LEDGER_STATUS_* of the account */
+    char frozen_reason[PROTO_TEXT_MAX + 1];
+};
+int ledger_breaker_get(struct ledger *l, const char *account, struct ledger_breaker_view *out,
+                       struct ledger_error *err);
+
+struct ledger_event_view {
+    uint64_t id;     /* stable: the same on every replica and after restarts */
+    int64_t ts_ms;   /* entry time of the posting that raised it */
+    char type[LEDGER_EVENT_TYPE_MAX];   /* "threshold" or "breaker" */
+    char account[PROTO_NAME_MAX + 1];
+    char detail_json[LEDGER_EVENT_DETAIL_MAX]; /* a JSON object */
+};
+typedef int (*ledger_event_cb)(void *arg, const struct ledger_event_view *e);
+/* Pending (unacknowledged) events with id > after_id in id order, at most
+ * `max` of them; cb returns non-zero to stop. */
+int ledger_event_list(struct ledger *l, uint64_t after_id, uint32_t max, ledger_event_cb cb,
+                      void *arg, struct ledger_error *err);
+struct ledger_outbox_stats {
+    uint64_t pending_count;
+    uint64_t next_event_id;
+    uint64_t dropped_count; /* dropped unacknowledged because the outbox was full */
+};
+int ledger_outbox_stats(struct ledger *l, struct ledger_outbox_stats *out,
+                        struct ledger_error *err);
 
 /* Closed months, ascending, as "YYYY-MM". */
 typedef int (*ledger_period_cb)(void *arg, const char *month, int64_t closed_at_ms);

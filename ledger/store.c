@@ -141,6 +141,9 @@ int store_exec(struct ledger *l, enum ledger_stmt id, struct ledger_error *err)
 
 int store_prepare(struct ledger *l, struct ledger_error *err)
 {
+    int watch_rc = watch_prepare(l, err); /* alerting tables and statements (watch_store.c) */
+    if (watch_rc)
+        return watch_rc;
     for (int i = 0; i < ST_COUNT; i++) {
         assert(store_sql[i] != NULL);
         if (sqlite3_prepare_v3(l->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -152,6 +155,7 @@ int store_prepare(struct ledger *l, struct ledger_error *err)
 
 void store_finalize(struct ledger *l)
 {
+    watch_finalize(l); /* alerting statements (watch_store.c) */
     xstore_finalize(l); /* limits_store.c */
     for (int i = 0; i < ST_COUNT; i++) {
         sqlite3_finalize(l->st[i]);
@@ -288,7 +292,7 @@ int store_cache_load(struct ledger *l, struct ledger_error *err)
             l->closed_months[l->closed_month_count++] = idx;
     }
     sqlite3_finalize(s);
-    return 0;
+    return watch_cache_load(l, err); /* alerting flags of the accounts (watch_store.c) */
 }
 
 static int store_meta_set(struct ledger *l, const char *k, int64_t v,

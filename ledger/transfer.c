@@ -48,6 +48,10 @@ int journal_post(struct ledger *l, int kind, int32_t debit, int32_t credit,
 {
     assert(amount_micros > 0);
     assert(debit != credit);
+    /* Alerting hook: thresholds, velocity, bedtime (watch_store.c). */
+    int watch_rc = watch_on_posting(l, kind, debit, credit, amount_micros, err);
+    if (watch_rc)
+        return watch_rc;
     uint64_t id = l->next_transfer_id;
     sqlite3_stmt *s = store_stmt(l, ST_JOURNAL_INSERT);
     sqlite3_bind_int64(s, 1, (int64_t)id);

@@ -62,8 +62,7 @@ struct field {
 
 struct cmd_schema {
     struct field fields[CMD_FIELDS_MAX];
-    bool has_no_fields; /* a defined type without fields (a row with no
-                           fields and no flag is a hole: unknown type) */
+    bool is_fieldless; /* a row with no fields (a missing row is an unknown type) */
 };
 
 _Static_assert(sizeof(struct proto_cmd) <= UINT16_MAX, "offsets fit uint16_t");
@@ -121,7 +120,7 @@ static const struct cmd_schema cmd_schemas[PROTO_CMD_TYPE_COUNT] = {
     [PROTO_CMD_RELEASE] = {{
         F_UINT(release.reservation_id, "reservation_id"),
     }},
-    [PROTO_CMD_EXPIRE] = {.has_no_fields = true},
+    [PROTO_CMD_EXPIRE] = {{{0}}, .is_fieldless = true},
     [PROTO_CMD_TRANSFER] = {{
         F_STR(transfer.debit, "debit", PROTO_NAME_MAX),
         F_STR(transfer.credit, "credit", PROTO_NAME_MAX),
@@ -161,6 +160,22 @@ static const struct cmd_schema cmd_schemas[PROTO_CMD_TYPE_COUNT] = {
     [PROTO_CMD_POLICY_SET] = {{
         F_LIST(policy_set.required_metadata, "required_metadata", PROTO_MAP_KEY_MAX),
     }},
+    [PROTO_CMD_BREAKER_SET] = {{
+        F_STR(breaker_set.account, "account", PROTO_NAME_MAX),
+        F_INT(breaker_set.velocity_max_micros, "velocity_max_micros"),
+        F_INT(breaker_set.velocity_window_ms, "velocity_window_ms"),
+        F_INT(breaker_set.bedtime_start_min, "bedtime_start_min"),
+        F_INT(breaker_set.bedtime_end_min, "bedtime_end_min"),
+        F_INT(breaker_set.bedtime_factor_pct, "bedtime_factor_pct"),
+        F_INT(breaker_set.bedtime_floor_micros, "bedtime_floor_micros"),
+    }},
+    [PROTO_CMD_ALERT_SET] = {{
+        F_STR(alert_set.account, "account", PROTO_NAME_MAX),
+        F_STR(alert_set.thresholds, "thresholds", PROTO_TEXT_MAX),
+    }},
+    [PROTO_CMD_EVENT_ACK] = {{
+        F_UINT(event_ack.event_id, "event_id"),
+    }},
     [PROTO_CMD_RATE_LIMIT_SET] = {{
         F_STR(rate_limit_set.account, "account", PROTO_NAME_MAX),
         F_STR(rate_limit_set.meta_key, "meta_key", PROTO_MAP_KEY_MAX),
@@ -193,14 +208,11 @@ static const struct field result_fields[] = {
 
 #define RESULT_FIELD_COUNT ((uint32_t)(sizeof result_fields / sizeof result_fields[0]))
 
-/* A type is known when its table row exists: numbers between assigned
- * ones (taken by other branches) have no row and are refused. */
 static bool cmd_type_is_known(uint64_t type)
 {
-    if (type < PROTO_CMD_ACCOUNT_CREATE || type >= PROTO_CMD_TYPE_COUNT)
-        return false;
-    const struct cmd_schema *s = &cmd_schemas[type];
-    return s->has_no_fields || s->fields[0].name != NULL;
+    /* Types are assigned explicit values: a gap in the table is unknown. */
+    return type >= PROTO_CMD_ACCOUNT_CREATE && type < PROTO_CMD_TYPE_COUNT &&
+           (cmd_schemas[type].fields[0].name != NULL || cmd_schemas[type].is_fieldless);
 }
 
 bool proto_cmd_type_is_known(int type)

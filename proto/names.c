@@ -26,6 +26,9 @@ static const char *const cmd_type_names[PROTO_CMD_TYPE_COUNT] = {
     [PROTO_CMD_KEY_CREATE] = "key_create",
     [PROTO_CMD_KEY_REVOKE] = "key_revoke",
     [PROTO_CMD_POLICY_SET] = "policy_set",
+    [PROTO_CMD_BREAKER_SET] = "breaker_set",
+    [PROTO_CMD_ALERT_SET] = "alert_set",
+    [PROTO_CMD_EVENT_ACK] = "event_ack",
     [PROTO_CMD_RATE_LIMIT_SET] = "rate_limit_set",
     [PROTO_CMD_APPROVAL_SET] = "approval_set",
 };

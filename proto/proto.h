@@ -69,10 +69,12 @@ enum proto_cmd_type {
     PROTO_CMD_KEY_CREATE,
     PROTO_CMD_KEY_REVOKE,
     PROTO_CMD_POLICY_SET,
-    /* 18..20 are taken by another branch (breaker, alerts, event ack). */
-    PROTO_CMD_RATE_LIMIT_SET = 21,
-    PROTO_CMD_APPROVAL_SET = 22,
-    PROTO_CMD_TYPE_COUNT /* one past the last; holes are unknown types */
+    PROTO_CMD_BREAKER_SET = 18, /* velocity / bedtime circuit breaker of an account */
+    PROTO_CMD_ALERT_SET = 19,   /* spend thresholds (percent of cap) of an account */
+    PROTO_CMD_EVENT_ACK = 20,   /* drop a delivered event from the outbox */
+    PROTO_CMD_RATE_LIMIT_SET = 21, /* requests / tokens per window of a scope */
+    PROTO_CMD_APPROVAL_SET = 22,   /* the p90 above which agents need approval */
+    PROTO_CMD_TYPE_COUNT /* one past the last; a gap is an unknown type */
 };
 
 /* Who issued a command.  The cluster sets it from the connection's proven
@@ -237,6 +239,26 @@ struct proto_policy_set_args {
     struct proto_list required_metadata;
 };
 
+/* Setting a part to 0 disables it; everything 0 removes the breaker. */
+struct proto_breaker_set_args {
+    struct proto_str account;
+    int64_t velocity_max_micros;  /* most spend per window, 0: no velocity rule */
+    int64_t velocity_window_ms;
+    int64_t bedtime_start_min;    /* quiet hours [start, end) in minutes of the */
+    int64_t bedtime_end_min;      /* account's local day (tz_offset_min) */
+    int64_t bedtime_factor_pct;   /* trip above factor% of the baseline, 0: off */
+    int64_t bedtime_floor_micros; /* the limit never goes below this */
+};
+
+struct proto_alert_set_args {
+    struct proto_str account;
+    struct proto_str thresholds; /* "50,80,100"; "" the default; "none" off */
+};
+
+struct proto_event_ack_args {
+    uint64_t event_id;
+};
+
 /* A rate limit's scope is an account (its whole subtree) when `account` is
  * non-empty, else one metadata (key, value).  Each limit is a count per
  * sliding window; 0 = none.  All four 0 clears the scope's limits. */
@@ -274,6 +296,9 @@ struct proto_cmd {
         struct proto_key_create_args key_create;
         struct proto_key_revoke_args key_revoke;
         struct proto_policy_set_args policy_set;
+        struct proto_breaker_set_args breaker_set;
+        struct proto_alert_set_args alert_set;
+        struct proto_event_ack_args event_ack;
         struct proto_rate_limit_set_args rate_limit_set;
         struct proto_approval_set_args approval_set;
     } u;

@@ -107,6 +107,9 @@ COMMANDS = {
     "key_create": [15, 1, "", "key-7", HASH, "acme/eng/bot", 0],
     "key_revoke": [16, 1, "", "key-7"],
     "policy_set": [17, 1, "", ["team", "ticket"]],
+    "breaker_set": [18, 1, "", "acme/eng/bot", 50000000, 3600000, 1320, 420, 300, 5000000],
+    "alert_set": [19, 1, "", "acme/eng", "50,80,100"],
+    "event_ack": [20, 1, "", 7],
     # 18..20: another branch's types
     "rate_limit_set": [21, 1, "", "", "project_id", "p-42", 60, 100000, 0, 0],
     "approval_set": [22, 1, "", 25000000],

@@ -109,6 +109,21 @@ static inline bool proto_args_same(int type, const struct proto_cmd *a, const st
     case PROTO_CMD_POLICY_SET:
         return proto_list_same(&a->u.policy_set.required_metadata,
                                &b->u.policy_set.required_metadata);
+    case PROTO_CMD_BREAKER_SET: {
+        const struct proto_breaker_set_args *x = &a->u.breaker_set, *y = &b->u.breaker_set;
+        return proto_str_same(x->account, y->account) &&
+               x->velocity_max_micros == y->velocity_max_micros &&
+               x->velocity_window_ms == y->velocity_window_ms &&
+               x->bedtime_start_min == y->bedtime_start_min &&
+               x->bedtime_end_min == y->bedtime_end_min &&
+               x->bedtime_factor_pct == y->bedtime_factor_pct &&
+               x->bedtime_floor_micros == y->bedtime_floor_micros;
+    }
+    case PROTO_CMD_ALERT_SET:
+        return proto_str_same(a->u.alert_set.account, b->u.alert_set.account) &&
+               proto_str_same(a->u.alert_set.thresholds, b->u.alert_set.thresholds);
+    case PROTO_CMD_EVENT_ACK:
+        return a->u.event_ack.event_id == b->u.event_ack.event_id;
     case PROTO_CMD_RATE_LIMIT_SET:
         return proto_str_same(a->u.rate_limit_set.account, b->u.rate_limit_set.account) &&
                proto_str_same(a->u.rate_limit_set.meta_key, b->u.rate_limit_set.meta_key) &&
