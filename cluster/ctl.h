@@ -84,6 +84,12 @@ enum ctl_opt {
     CTL_OPT_TLS_CA,
     CTL_OPT_TLS_CERT,
     CTL_OPT_TLS_KEY,
+    CTL_OPT_META,
+    CTL_OPT_RPM,
+    CTL_OPT_TPM,
+    CTL_OPT_TPH,
+    CTL_OPT_TPD,
+    CTL_OPT_MODEL,
     CTL_OPT_COUNT
 };
 _Static_assert(CTL_OPT_COUNT <= 64, "option bits fit uint64_t");
@@ -334,6 +340,12 @@ int ctl_price_list(struct ctl *ctl);
 int ctl_price_load(struct ctl *ctl);
 int ctl_policy_set(struct ctl *ctl);
 int ctl_policy_show(struct ctl *ctl);
+/* ctl_limits.c */
+int ctl_limit_set(struct ctl *ctl);
+int ctl_limit_clear(struct ctl *ctl);
+int ctl_limit_list(struct ctl *ctl);
+int ctl_estimate(struct ctl *ctl);
+int ctl_approval_set(struct ctl *ctl);
 int ctl_period_close(struct ctl *ctl);
 int ctl_period_list(struct ctl *ctl);
 /* ctl_alerts.c: circuit breakers, thresholds, the event outbox */

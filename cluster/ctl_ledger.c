@@ -813,9 +813,11 @@ int ctl_policy_set(struct ctl *ctl)
     char err[CTL_ERR_MAX];
     struct proto_cmd cmd;
     struct proto_result res;
+    if (strcmp(ctl->pos[0], "approval-above") == 0)
+        return ctl_approval_set(ctl); /* ctl_limits.c */
     if (strcmp(ctl->pos[0], "required-metadata") != 0) {
-        snprintf(err, sizeof err, "unknown policy \"%s\" (known: required-metadata)",
-                 ctl->pos[0]);
+        snprintf(err, sizeof err, "unknown policy \"%s\" (known: required-metadata,"
+                 " approval-above)", ctl->pos[0]);
         return usage_error(err);
     }
     memset(&cmd, 0, sizeof cmd);
@@ -869,6 +871,10 @@ int ctl_policy_show(struct ctl *ctl)
         }
     }
     printf("%s\n", n == 0 ? " (none)" : "");
+    int64_t above = PROTO_CAP_NONE;
+    char t[CTL_MONEY_CAP];
+    ctl_mp_int((const uint8_t *)answer.data, answer.len, "approval_above_micros", &above);
+    printf("approval above: %s\n", above < 0 ? "none" : ctl_money_text(above, t));
     proto_buf_free(&answer);
     return CTL_EXIT_OK;
 }

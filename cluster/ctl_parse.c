@@ -59,7 +59,14 @@ static const struct opt_spec opt_specs[CTL_OPT_COUNT] = {
     [CTL_OPT_TLS_CA] = {"tls-ca", true},
     [CTL_OPT_TLS_CERT] = {"tls-cert", true},
     [CTL_OPT_TLS_KEY] = {"tls-key", true},
+    [CTL_OPT_META] = {"meta", true},
+    [CTL_OPT_RPM] = {"rpm", true},
+    [CTL_OPT_TPM] = {"tpm", true},
+    [CTL_OPT_TPH] = {"tph", true},
+    [CTL_OPT_TPD] = {"tpd", true},
+    [CTL_OPT_MODEL] = {"model", true},
 };
+_Static_assert(CTL_OPT_COUNT <= 64, "option bits fit uint64_t");
 
 static int fail(char *err, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

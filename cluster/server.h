@@ -81,6 +81,10 @@ void pack_kv_bool(msgpack_packer *pk, const char *k, bool v);
 /* End-of-turn work owned by methods.c (grouped barriers for reads). */
 void methods_flush(struct node *n);
 void methods_fail_all(struct node *n, const char *code, const char *message);
+/* reports.c: the `report` read, after its query and consistency; it answers
+ * later, from a copy of the ledger read on a worker thread. */
+void reports_read(struct node *n, struct conn *c, uint32_t id, struct mp_reader *params,
+                  uint32_t count, bool is_linear);
 
 /* batch.c */
 int batch_init(struct node *n);

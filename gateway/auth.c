@@ -93,6 +93,23 @@ void gw_reply_refusal(struct gw_call *c, const struct proto_result *r, int64_t r
         status = 409;
         type = "conflict";
         break;
+    case PROTO_ERR_RATE_LIMITED: {
+        /* The ledger says when the window has room; whole seconds, rounded up. */
+        char v[32];
+        int64_t ms = r->retry_after_ms > 0 ? r->retry_after_ms : 1;
+        snprintf(v, sizeof v, "%lld", (long long)((ms + 999) / 1000));
+        gw_add_header(c, "retry-after", v);
+        status = 429;
+        type = "rate_limited";
+        json_object_set_new(extra, "scope", json_string(r->name));
+        json_object_set_new(extra, "retry_after_ms", json_integer(ms));
+        break;
+    }
+    case PROTO_ERR_APPROVAL_REQUIRED:
+        status = 402;
+        type = "approval_required";
+        json_object_set_new(extra, "p90_micros", json_integer(r->amount_micros));
+        break;
     default:
         break;
     }

@@ -116,10 +116,40 @@ struct tree_undo {
     struct acct saved;
 };
 
+/* Statements of the rate limits and estimates (limits_store.c), prepared
+ * on first use. */
+enum ledger_xstmt {
+    XS_RL_FIND,
+    XS_RL_UPSERT,
+    XS_RL_CLEAR_EVENTS,
+    XS_RL_EVENT_INSERT,
+    XS_RL_WINDOW_SUM,
+    XS_RL_WINDOW_EVENTS,
+    XS_RL_SETTLE,
+    XS_RL_PRUNE,
+    XS_EST_STAT_GET,
+    XS_EST_STAT_SET,
+    XS_EST_SAMPLE_SET,
+    XS_EST_SAMPLES,
+    XS_EST_GRANT,
+    XS_APPROVAL_GET,
+    XS_APPROVAL_SET,
+    XS_APPROVAL_CLEAR,
+    XS_GRANT_APPROVED_ADD,
+    XS_GRANT_APPROVED_GET,
+    XS_COUNT
+};
+
 struct ledger {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     sqlite3_stmt *watch_st[WS_COUNT];
+    sqlite3_stmt *xst[XS_COUNT]; /* limits_store.c; NULL until first used */
+    /* Hints only (never hashed, never decide alone): false means "certainly
+     * none configured", so the hot path skips the tables. */
+    bool has_rate_limits;
+    bool has_approval;
+    struct ledger_copy *copies; /* copies being taken (copy.c) */
 
     struct acct *accts;      /* index = id - 1 */
     uint32_t acct_count;
@@ -171,6 +201,52 @@ int store_sql_error(struct ledger *l, struct ledger_error *err, const char *what
 sqlite3_stmt *store_stmt(struct ledger *l, enum ledger_stmt id);
 /* Bind a blob that may be empty (empty binds NULL). */
 void store_bind_blob(sqlite3_stmt *s, int i, const void *p, size_t n);
+
+/* ---- limits_store.c: tables and statements of ratelimit.c / estimate.c ---- */
+/* Create the tables when missing (a new ledger, or a snapshot from before
+ * they existed) and load the hints. */
+int xstore_open(struct ledger *l, struct ledger_error *err);
+void xstore_finalize(struct ledger *l);
+/* The statement `id`, prepared on first use, reset; NULL on failure (err set). */
+sqlite3_stmt *xstore_stmt(struct ledger *l, enum ledger_xstmt id, struct ledger_error *err);
+/* reserve.c's hook before it changes anything: rate limits, then approval. */
+int limits_reserve_check(struct ledger *l, const struct proto_cmd *c, int32_t i,
+                         struct proto_result *res, struct ledger_error *err);
+
+/* ---- copy.c ---- */
+/* Abort every copy being taken of l (before its database goes away). */
+void copy_abort_all(struct ledger *l);
+
+/* ---- ratelimit.c (hooks of reserve.c and expire) ---- */
+/* Does a reservation of `tokens` at account i with metadata m fit every rate
+ * limit?  0 with res->status PROTO_OK or a refusal (rate_limited with
+ * retry_after_ms), or a hard error. */
+int ratelimit_check(struct ledger *l, int32_t i, const struct proto_map *m, int64_t tokens,
+                    struct proto_result *res, struct ledger_error *err);
+/* Count reservation `id` in the windows of every limited scope. */
+int ratelimit_record(struct ledger *l, uint64_t id, int32_t i, const struct proto_map *m,
+                     int64_t tokens, struct ledger_error *err);
+/* Settle the tokens of reservation `id`: its actual count (commit with
+ * tokens > 0), 0 (release), unchanged otherwise (tokens < 0). */
+int ratelimit_settle(struct ledger *l, uint64_t id, int64_t tokens, struct ledger_error *err);
+/* Forget events older than the longest window (expire). */
+int ratelimit_prune(struct ledger *l, struct ledger_error *err);
+
+/* ---- estimate.c (hooks of grant.c and reserve.c) ---- */
+/* A grant closed: learn its cost. */
+int estimate_grant_closed(struct ledger *l, uint64_t grant_id, int64_t spent,
+                          struct ledger_error *err);
+/* Approval of a new grant (before it is created) and of a reservation. */
+int approval_check_grant(struct ledger *l, const struct proto_cmd *c, int32_t parent,
+                         struct proto_result *res, struct ledger_error *err);
+int approval_check_reserve(struct ledger *l, const struct proto_cmd *c, int32_t i,
+                           struct proto_result *res, struct ledger_error *err);
+/* Remember that grant `id` was created by an admin (it is an approval). */
+int approval_grant_created(struct ledger *l, const struct proto_cmd *c, uint64_t id,
+                           struct ledger_error *err);
+/* A value of a stored (msgpack) or decoded string map; false when absent. */
+bool ledger_map_raw_find(const void *raw, size_t len, const char *key, struct proto_str *out);
+bool ledger_map_find(const struct proto_map *m, const char *key, struct proto_str *out);
 
 /* ---- tree.c: names, the account index, roll-ups ---- */
 int32_t tree_find(const struct ledger *l, const char *name, uint32_t len);
@@ -259,6 +335,8 @@ int price_set_cmd(struct ledger *, const struct proto_cmd *, struct proto_result
 int key_create_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
 int key_revoke_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
 int policy_set_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int rate_limit_set_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int approval_set_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
 
 /* grant.c: close every grant due at now (used by expire). */
 int grant_expire_due(struct ledger *l, uint32_t max, uint32_t *closed,

@@ -219,6 +219,37 @@ struct ledger_policy_view {
 int ledger_policy_get(struct ledger *l, struct ledger_policy_view *out,
                       struct ledger_error *err);
 
+/* Rate limits (ratelimit.c): scopes with a limit, in (account, key, value)
+ * order, with what their windows hold now. */
+struct ledger_rate_limit_view {
+    char account[PROTO_NAME_MAX + 1];       /* "" for a metadata scope */
+    char meta_key[PROTO_MAP_KEY_MAX + 1];
+    char meta_value[PROTO_MAP_VALUE_MAX + 1];
+    int64_t rpm, tpm, tph, tpd;             /* 0 = no limit */
+    int64_t requests_minute;                /* in the windows now */
+    int64_t tokens_minute, tokens_hour, tokens_day;
+};
+typedef int (*ledger_rate_limit_cb)(void *arg, const struct ledger_rate_limit_view *v);
+int ledger_rate_limit_list(struct ledger *l, ledger_rate_limit_cb cb, void *arg,
+                           struct ledger_error *err);
+
+/* Estimates (estimate.c): the cost of a task of `workflow` from the last
+ * LEDGER_ESTIMATE_SAMPLE closed grants of that workflow and `model` ("" or
+ * NULL: any model; a model without samples falls back to any model).
+ * samples 0: nothing learned yet (p50/p90 are 0). */
+#define LEDGER_ESTIMATE_SAMPLE 256
+struct ledger_estimate_view {
+    char model[PROTO_TEXT_MAX + 1]; /* the sample used: "" = all models */
+    int64_t p50_micros;
+    int64_t p90_micros;
+    uint64_t samples;               /* in the sample (<= LEDGER_ESTIMATE_SAMPLE) */
+    uint64_t seen;                  /* closed grants learned from, ever */
+};
+int ledger_estimate_get(struct ledger *l, const char *workflow, const char *model,
+                        struct ledger_estimate_view *out, struct ledger_error *err);
+/* The approval threshold in micros, or PROTO_CAP_NONE when there is none. */
+int ledger_approval_get(struct ledger *l, int64_t *above_micros, struct ledger_error *err);
+
 struct ledger_posting_view {
     uint64_t id;
     int64_t ts_ms;
@@ -389,6 +420,25 @@ int ledger_report_from(struct ledger *l, int kind, int year, int month,
                        const char *const *group_by, uint32_t group_count,
                        uint64_t offset, ledger_report_cb cb, void *arg,
                        struct ledger_error *err);
+/* ---- copies (copy.c) ----
+ *
+ * A private copy of the ledger for long reads (reports) on another thread.
+ * Begin, then step on the ledger's thread until a step returns 1: each step
+ * copies at most `pages` database pages (4 KiB each), and writes applied
+ * meanwhile reach the copy too, so when done it equals the ledger at that
+ * moment.  Finish turns it into a ledger of its own (its journal, accounts
+ * and configuration; not the idempotency keys), usable by one thread at a
+ * time; close it with ledger_close.  Closing or restoring the source aborts
+ * a copy in progress (its next step fails).  ledger_copy_free drops a copy
+ * that will not be finished. */
+struct ledger_copy;
+int ledger_copy_begin(struct ledger *l, struct ledger_copy **out, struct ledger_error *err);
+/* 1: done; 0: more to copy; -code: failed (err set; free the copy). */
+int ledger_copy_step(struct ledger_copy *c, int pages, struct ledger_error *err);
+/* Consumes the copy on success. */
+int ledger_copy_finish(struct ledger_copy *c, struct ledger **out, struct ledger_error *err);
+void ledger_copy_free(struct ledger_copy *c);
+
 /* "chargeback", "spend", "trial-balance", "transfers" -> LEDGER_REPORT_*,
  * or -1; and back (NULL for an unknown kind). */
 int ledger_report_kind_parse(const char *name);

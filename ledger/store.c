@@ -156,6 +156,7 @@ int store_prepare(struct ledger *l, struct ledger_error *err)
 void store_finalize(struct ledger *l)
 {
     watch_finalize(l); /* alerting statements (watch_store.c) */
+    xstore_finalize(l); /* limits_store.c */
     for (int i = 0; i < ST_COUNT; i++) {
         sqlite3_finalize(l->st[i]);
         l->st[i] = NULL;
@@ -195,11 +196,14 @@ int store_open(struct ledger *l, const char *path, struct ledger_error *err)
         return store_sql_error(l, err, "pragmas");
     if (sqlite3_exec(l->db, store_schema, NULL, NULL, NULL) != SQLITE_OK)
         return store_sql_error(l, err, "schema");
+    if (xstore_open(l, err) != 0) /* rate limits, estimates: limits_store.c */
+        return err->code;
     return store_prepare(l, err);
 }
 
 void store_close(struct ledger *l)
 {
+    copy_abort_all(l); /* copy.c: no backup outlives its source */
     store_finalize(l);
     if (l->db)
         sqlite3_close(l->db);

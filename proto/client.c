@@ -1330,8 +1330,8 @@ int pc_apply(struct pc_client *c, const struct proto_cmd *cmd, pc_apply_cb cb, v
     struct proto_cmd copy;
     uint8_t head[HEAD_MAX];
     size_t head_len;
-    if (c->is_closing || cb == NULL || cmd->type < PROTO_CMD_ACCOUNT_CREATE ||
-        cmd->type >= PROTO_CMD_TYPE_COUNT || cmd->key.len > PROTO_KEY_MAX)
+    if (c->is_closing || cb == NULL || !proto_cmd_type_is_known(cmd->type) ||
+        cmd->key.len > PROTO_KEY_MAX)
         return PC_EINVAL;
     copy = *cmd;
     if (copy.key.len == 0) {

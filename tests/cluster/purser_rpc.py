@@ -19,9 +19,11 @@ ACCOUNT_CREATE, ACCOUNT_UPDATE, ACCOUNT_FREEZE, ACCOUNT_UNFREEZE, ACCOUNT_CLOSE 
 RESERVE, COMMIT, RELEASE, EXPIRE, TRANSFER = 6, 7, 8, 9, 10
 GRANT_CREATE, GRANT_CLOSE, PERIOD_CLOSE, PRICE_SET, KEY_CREATE, KEY_REVOKE, POLICY_SET = (
     11, 12, 13, 14, 15, 16, 17)
+RATE_LIMIT_SET, APPROVAL_SET = 21, 22
 
 STATUS_NAMES = ["ok", "invalid", "not_found", "exists", "budget_exceeded", "account_frozen",
-                "account_closed", "grant_expired", "period_closed", "forbidden", "conflict"]
+                "account_closed", "grant_expired", "period_closed", "forbidden", "conflict",
+                "rate_limited", "approval_required"]
 PERIODS = {"none": 0, "day": 1, "week": 2, "month": 3}
 USD = 1_000_000
 
@@ -37,9 +39,11 @@ class RpcError(Exception):
 class Result:
     """A decoded proto_result."""
     FIELDS = ["status", "id", "amount_micros", "remaining_micros", "expires_at_ms",
-              "transfer_id", "overrun_micros", "returned_micros", "name", "message"]
+              "transfer_id", "overrun_micros", "returned_micros", "name", "message",
+              "retry_after_ms"]
 
     def __init__(self, arr):
+        self.retry_after_ms = 0  # trailing optional
         for k, v in zip(self.FIELDS, arr):
             setattr(self, k, v)
 
@@ -119,6 +123,14 @@ def read_frame(sock):
         return out
     (n,) = struct.unpack(">I", exact(4))
     return msgpack.unpackb(exact(n), raw=False)
+
+
+def grant_create(parent, amount, workflow="", ttl_ms=3600000, metadata=None, key=""):
+    return cmd(GRANT_CREATE, key, parent, workflow, amount, ttl_ms, metadata or {})
+
+
+def grant_close(grant_id, key=""):
+    return cmd(GRANT_CLOSE, key, grant_id)
 
 
 class Client:

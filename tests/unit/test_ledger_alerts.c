@@ -548,7 +548,7 @@ static void test_unknown_command_types_after_the_last_are_refused_by_the_decoder
     assert_int_equal(proto_cmd_decode(b.data, b.len, &out, &perr), 0);
     assert_int_equal(out.type, PROTO_CMD_EVENT_ACK);
     assert_int_equal((unsigned char)b.data[1], PROTO_CMD_EVENT_ACK); /* [type, ...] */
-    for (unsigned t = PROTO_CMD_EVENT_ACK + 1; t < 128; t++) {
+    for (unsigned t = PROTO_CMD_TYPE_COUNT; t < 128; t++) {
         b.data[1] = (char)t;
         assert_int_not_equal(proto_cmd_decode(b.data, b.len, &out, &perr), 0);
     }
