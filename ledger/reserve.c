@@ -49,6 +49,9 @@ int reserve_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result
     if (tree_fit(l, acct, -1, 0, r->amount_micros, TREE_CHECK_STATUS | TREE_CHECK_CAPS, res) !=
         PROTO_OK)
         return 0;
+    int hook = limits_reserve_check(l, c, acct, res, err); /* HOOK: rate limits, approval */
+    if (hook != 0 || res->status != PROTO_OK)
+        return hook;
     payee = account_payee_resolve(l, payee, payee_name, err);
     if (payee < 0)
         return err->code ? err->code : LEDGER_ESQL;
@@ -58,6 +61,9 @@ int reserve_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result
                                     (int)r->on_expire, meta, meta_len);
     if (!held)
         return reserve_nomem(err);
+    hook = ratelimit_record(l, held->id, acct, &r->metadata, r->tokens, err); /* HOOK: ratelimit.c */
+    if (hook != 0)
+        return hook;
     tree_apply(l, acct, -1, 0, r->amount_micros);
     res->id = held->id;
     res->amount_micros = r->amount_micros;
@@ -143,6 +149,8 @@ int commit_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result 
     }
     int rc = reservation_settle(l, r, a->actual_micros, held, overrun, LEDGER_RES_COMMITTED,
                                 meta, meta_len, err);
+    if (rc == 0) /* HOOK: ratelimit.c (tokens 0 = unknown: keep the reserved figure) */
+        rc = ratelimit_settle(l, r->id, a->tokens > 0 ? a->tokens : -1, err);
     if (rc)
         return rc;
     res->transfer_id = r->transfer_id;
@@ -170,6 +178,9 @@ int release_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result
         if (resv_close(l, r, LEDGER_RES_RELEASED, 0, 0, 0) != 0)
             return reserve_nomem(err);
         tree_apply(l, r->account, -1, 0, -r->amount_micros);
+        int rc = ratelimit_settle(l, id, 0, err); /* HOOK: ratelimit.c (nothing generated) */
+        if (rc)
+            return rc;
     }
     res->returned_micros = r->amount_micros;
     res->remaining_micros = tree_available(l, r->account, l->now_ms);
@@ -213,6 +224,8 @@ int expire_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result 
         return rc;
     int64_t before = l->now_ms - LEDGER_IDEM_WINDOW_MS;
     rc = idem_prune(l, before, err);
+    if (rc == 0)
+        rc = ratelimit_prune(l, err); /* HOOK: ratelimit.c */
     if (rc)
         return rc;
     if (resv_prune(l, before) != 0)
