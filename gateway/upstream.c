@@ -12,18 +12,28 @@
  * libcurl forbids adding or removing easy handles from inside its callbacks,
  * and the header promises that on_done never runs inside
  * gw_upstream_call_start or gw_upstream_call_cancel.  So start, cancel and
- * resume only set flags and queue the call on the `pending` list; a uv_idle
- * handle, active only while the list is not empty, does the curl work from
- * the loop (add the handle, remove it and report ECANCELED, unpause).  A
- * call canceled while curl is delivering to it makes its callback return an
- * error, so curl stops at once and nothing more is delivered.
+ * resume only set flags and queue the call on the `pending` list, which the
+ * loop serves (add the handle, remove it and report ECANCELED, unpause)
+ * from a uv_check handle — right after the I/O callbacks of the same loop
+ * turn, so the calls started in one turn leave together at its end — and
+ * from a uv_idle handle, which keeps the loop from blocking while the list
+ * is not empty (a call queued from the check itself waits one turn).  Both
+ * are active only while the list is not empty.  Handles just added are
+ * driven at once (curl_multi_socket_action with CURL_SOCKET_TIMEOUT, what
+ * curl's 0 ms timer would do a loop turn later): under load every loop turn
+ * deferred is a turn's worth of other calls' work added to this one's
+ * latency.  A call canceled while curl is delivering to it makes its
+ * callback return an error, so curl stops at once and nothing more is
+ * delivered.
  *
  * Pausing is a flag: the next write callback answers CURL_WRITEFUNC_PAUSE,
  * curl keeps that chunk and stops reading the socket until the idle handle
  * calls curl_easy_pause(CURLPAUSE_CONT), which redelivers it.
  *
  * Memory: one malloc per call (plus curl's), a header buffer that lives
- * from the first response header to on_head, one malloc per socket.
+ * from the first response header to on_head, one malloc per socket.  Easy
+ * handles are kept for reuse (curl_easy_reset) up to
+ * GW_UPSTREAM_EASY_POOL_MAX: a fresh one costs several allocations.
  */
 #include "gateway/upstream.h"
 
@@ -43,6 +53,8 @@
 /* Of a URL quoted in a message (up to its query, which may hold a key). */
 #define GW_UPSTREAM_URL_QUOTE_MAX 200
 #define GW_UPSTREAM_METHOD_MAX 16
+/* Idle easy handles kept for the next calls. */
+#define GW_UPSTREAM_EASY_POOL_MAX 64
 
 struct upstream_sock {
     uv_poll_t poll;
@@ -55,7 +67,10 @@ struct gw_upstream {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer; /* curl's timeout */
-    uv_idle_t idle;   /* runs the pending list */
+    uv_check_t check; /* runs the pending list at the end of a loop turn */
+    uv_idle_t idle;   /* ... and keeps the loop from blocking meanwhile */
+    CURL *easy_pool[GW_UPSTREAM_EASY_POOL_MAX];
+    size_t easy_pool_count;
     struct gw_upstream_call *calls; /* every call not yet finished */
     struct gw_upstream_call *pending_head, *pending_tail;
     size_t pending_count;
@@ -121,6 +136,7 @@ static void pending_remove(struct gw_upstream *u, struct gw_upstream_call *c)
 }
 
 static void on_idle(uv_idle_t *idle);
+static void on_check(uv_check_t *check);
 
 static void pending_add(struct gw_upstream *u, struct gw_upstream_call *c)
 {
@@ -135,6 +151,7 @@ static void pending_add(struct gw_upstream *u, struct gw_upstream_call *c)
     u->pending_tail = c;
     c->is_pending = true;
     u->pending_count++;
+    uv_check_start(&u->check, on_check);
     uv_idle_start(&u->idle, on_idle);
 }
 
@@ -189,8 +206,13 @@ static void sock_close(struct gw_upstream *u, struct upstream_sock *sk)
 
 static void call_free(struct gw_upstream_call *c)
 {
-    if (c->easy)
+    struct gw_upstream *u = c->u;
+    if (c->easy && !u->is_closing && u->easy_pool_count < GW_UPSTREAM_EASY_POOL_MAX) {
+        curl_easy_reset(c->easy);
+        u->easy_pool[u->easy_pool_count++] = c->easy;
+    } else if (c->easy) {
         curl_easy_cleanup(c->easy);
+    }
     curl_slist_free_all(c->header_list);
     free(c->head_buf);
     free(c);
@@ -358,10 +380,10 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 /* Does the curl work that start, cancel and resume queued.  Only the calls
  * queued before this round are served, so a callback that keeps queueing
  * cannot hold the loop. */
-static void on_idle(uv_idle_t *idle)
+static void pending_run(struct gw_upstream *u)
 {
-    struct gw_upstream *u = idle->data;
     size_t round = u->pending_count;
+    bool is_added = false;
 
     while (round-- > 0 && u->pending_head != NULL && !u->is_closing) {
         struct gw_upstream_call *c = u->pending_head;
@@ -377,6 +399,7 @@ static void on_idle(uv_idle_t *idle)
                 call_finish(c, GW_UPSTREAM_EFAILED, message);
             } else {
                 c->is_added = true;
+                is_added = true;
             }
         } else if (c->is_curl_paused && !c->is_paused) {
             /* Redelivers the kept chunk from here; may pause again. */
@@ -388,9 +411,24 @@ static void on_idle(uv_idle_t *idle)
     }
     if (u->is_closing)
         return;
-    if (u->pending_head == NULL)
-        uv_idle_stop(idle);
-    upstream_check_done(u);
+    if (u->pending_head == NULL) {
+        uv_check_stop(&u->check);
+        uv_idle_stop(&u->idle);
+    }
+    if (is_added)
+        upstream_socket_action(u, CURL_SOCKET_TIMEOUT, 0); /* checks done calls too */
+    else
+        upstream_check_done(u);
+}
+
+static void on_check(uv_check_t *check)
+{
+    pending_run(check->data);
+}
+
+static void on_idle(uv_idle_t *idle)
+{
+    pending_run(idle->data);
 }
 
 /* ---- curl's callbacks for one call ---- */
@@ -649,9 +687,11 @@ int gw_upstream_init(struct gw_upstream **out, uv_loop_t *loop)
 
     uv_timer_init(loop, &u->timer);
     u->timer.data = u;
+    uv_check_init(loop, &u->check);
+    u->check.data = u;
     uv_idle_init(loop, &u->idle);
     u->idle.data = u;
-    u->handles_open = 2;
+    u->handles_open = 3;
     *out = u;
     return 0;
 }
@@ -664,12 +704,16 @@ void gw_upstream_close(struct gw_upstream *u)
     u->is_closing = true; /* calls started from on_done are refused */
     while (u->calls != NULL)
         call_cancel_finish(u->calls);
+    uv_check_stop(&u->check);
     uv_idle_stop(&u->idle);
+    while (u->easy_pool_count > 0)
+        curl_easy_cleanup(u->easy_pool[--u->easy_pool_count]);
     curl_multi_cleanup(u->multi); /* closes cached connections: their socks go */
     u->multi = NULL;
     while (u->socks != NULL)
         sock_close(u, u->socks);
     uv_close((uv_handle_t *)&u->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&u->check, on_handle_closed);
     uv_close((uv_handle_t *)&u->idle, on_handle_closed);
 }
 
@@ -690,7 +734,7 @@ int gw_upstream_call_start(struct gw_upstream *u, const struct gw_upstream_reque
     c->cb = *cb;
     c->arg = arg;
     url_quote(c->url_quote, req->url);
-    c->easy = curl_easy_init();
+    c->easy = u->easy_pool_count > 0 ? u->easy_pool[--u->easy_pool_count] : curl_easy_init();
     if (c->easy == NULL || call_configure(c, req) != CURLE_OK) {
         call_free(c);
         return GW_UPSTREAM_EFAILED;
