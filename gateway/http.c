@@ -35,13 +35,7 @@ static void gw_call_free(struct gw_call *c)
     double total = (double)(gw_now_ns() - c->start_ns) / 1e6;
     gw_metrics_request(c->gw, c->endpoint, c->status, c->refusal[0] ? c->refusal : NULL, total,
                        c->reserve_ms, c->upstream_ms, c->settle_ms);
-    /* One JSON line per call; never a key or a secret. */
-    fprintf(stderr,
-            "{\"request_id\":\"%s\",\"endpoint\":\"%s\",\"status\":%d,\"account\":\"%s\","
-            "\"key_id\":\"%s\",\"refusal\":\"%s\",\"total_ms\":%.3f,\"reserve_ms\":%.3f,"
-            "\"upstream_ms\":%.3f,\"settle_ms\":%.3f}\n",
-            c->request_id, c->endpoint, c->status, c->account, c->key_id, c->refusal, total,
-            c->reserve_ms, c->upstream_ms, c->settle_ms);
+    gw_log_call(c, total); /* never a key or a secret */
     if (c->ctx_free)
         c->ctx_free(c);
     free(c->metadata_buf);

@@ -143,11 +143,11 @@ static void gw_proxy_settled(struct gw_call *c, int status, const struct proto_r
         gw_proxy_settle_write(c); /* same key: idempotent */
         return;
     }
-    fprintf(stderr, "{\"request_id\":\"%s\",\"warning\":\"%s of reservation %llu not"
-                    " acknowledged (%s): it expires charged in full\"}\n",
-            c->request_id, p->is_release ? "release" : "commit",
-            (unsigned long long)p->reservation_id,
-            status == PC_OK ? r->message : (message ? message : "unavailable"));
+    gw_log_printf("{\"request_id\":\"%s\",\"warning\":\"%s of reservation %llu not"
+                  " acknowledged (%s): it expires charged in full\"}\n",
+                  c->request_id, p->is_release ? "release" : "commit",
+                  (unsigned long long)p->reservation_id,
+                  status == PC_OK ? r->message : (message ? message : "unavailable"));
 }
 
 static void gw_proxy_settle_write(struct gw_call *c)

@@ -21,6 +21,7 @@
  * message_start has not told us its output.
  */
 #include "gateway/sse.h"
+#include "gateway/json_scan.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -325,12 +326,30 @@ int gw_usage_from_json(enum gw_provider provider, const char *body, size_t len,
                        struct gw_usage *usage)
 {
     memset(usage, 0, sizeof(*usage));
-    json_t *root = json_loadb(body, len, 0, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
+    /* Only "usage" is read: load it alone when the scan finds it in a valid
+     * object (the whole answer with jansson only when a name is escaped). */
+    const char *at = NULL;
+    size_t at_len = 0;
+    json_t *root = NULL;
+    json_t *obj = NULL;
+    switch (gw_json_member(body, len, "usage", &at, &at_len)) {
+    case GW_JSON_FOUND:
+        root = json_loadb(at, at_len, JSON_DECODE_ANY, NULL);
+        obj = root;
+        break;
+    case GW_JSON_ABSENT:
+        break;
+    case GW_JSON_ESCAPED:
+        root = json_loadb(body, len, 0, NULL);
+        if (!json_is_object(root)) {
+            json_decref(root);
+            return -1;
+        }
+        obj = json_object_get(root, "usage");
+        break;
+    default:
         return -1;
     }
-    json_t *obj = json_object_get(root, "usage");
     if (provider == GW_PROVIDER_OPENAI) {
         (void)usage_read_openai(obj, usage);
     } else if (usage_read_anthropic(obj, usage, true, true)) {

@@ -1,0 +1,301 @@
+/*
+ * json_scan.c — a validating JSON scan that builds nothing (json_scan.h).
+ * Recursive descent over the bytes; what it accepts is what jansson's
+ * json_loadb accepts, so a caller falls back to no different answer.
+ */
+#include "gateway/json_scan.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GW_JSON_DEPTH_MAX 2048 /* jansson's JSON_PARSER_MAX_DEPTH */
+#define GW_JSON_NUMBER_MAX 128 /* a number converted on the stack; longer: malloc */
+
+struct scan {
+    const unsigned char *p, *end;
+};
+
+static void ws_skip(struct scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+/* One UTF-8 sequence of a string's raw bytes (first byte >= 0x80). */
+static bool utf8_skip(struct scan *s)
+{
+    unsigned c = *s->p;
+    size_t n;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return false; /* a continuation byte first, an overlong lead, or past U+10FFFF */
+    }
+    if ((size_t)(s->end - s->p) < n)
+        return false;
+    for (size_t i = 1; i < n; i++) {
+        unsigned b = s->p[i];
+        if ((b & 0xc0) != 0x80)
+            return false;
+        cp = cp << 6 | (b & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return false;
+    s->p += n;
+    return true;
+}
+
+static int hex4(const unsigned char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned c = p[i];
+        int d;
+        if (c >= '0' && c <= '9')
+            d = (int)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (int)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            d = (int)(c - 'A' + 10);
+        else
+            return -1;
+        v = v << 4 | d;
+    }
+    return v;
+}
+
+/* A string, the opening quote at s->p.  *has_escape: it used a backslash. */
+static bool string_skip(struct scan *s, bool *has_escape)
+{
+    *has_escape = false;
+    s->p++;
+    while (s->p < s->end) {
+        unsigned c = *s->p;
+        if (c == '"') {
+            s->p++;
+            return true;
+        }
+        if (c < 0x20)
+            return false;
+        if (c >= 0x80) {
+            if (!utf8_skip(s))
+                return false;
+            continue;
+        }
+        if (c != '\\') {
+            s->p++;
+            continue;
+        }
+        *has_escape = true;
+        if (s->end - s->p < 2)
+            return false;
+        c = s->p[1];
+        if (strchr("\"\\/bfnrt", (int)c) != NULL && c != 0) {
+            s->p += 2;
+            continue;
+        }
+        if (c != 'u' || s->end - s->p < 6)
+            return false;
+        int v = hex4(s->p + 2);
+        if (v <= 0 || (v >= 0xdc00 && v <= 0xdfff))
+            return false; /* \u0000, or a low surrogate alone */
+        s->p += 6;
+        if (v >= 0xd800 && v <= 0xdbff) {
+            if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u')
+                return false;
+            int lo = hex4(s->p + 2);
+            if (lo < 0xdc00 || lo > 0xdfff)
+                return false;
+            s->p += 6;
+        }
+    }
+    return false;
+}
+
+static bool digits_skip(struct scan *s)
+{
+    const unsigned char *start = s->p;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+        s->p++;
+    return s->p > start;
+}
+
+/* A number: the grammar, then the range jansson enforces (an integer fits
+ * in long long, a real does not overflow). */
+static bool number_skip(struct scan *s)
+{
+    const unsigned char *start = s->p;
+    bool is_real = false;
+    if (*s->p == '-')
+        s->p++;
+    if (s->p < s->end && *s->p == '0') {
+        s->p++;
+        if (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+            return false;
+    } else if (!digits_skip(s)) {
+        return false;
+    }
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        is_real = true;
+        if (!digits_skip(s))
+            return false;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        is_real = true;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+            s->p++;
+        if (!digits_skip(s))
+            return false;
+    }
+    size_t n = (size_t)(s->p - start);
+    size_t int_digits = n - (*start == '-');
+    if (!is_real && int_digits < 19)
+        return true; /* fits in long long without asking */
+    char stack[GW_JSON_NUMBER_MAX];
+    char *t = n < sizeof stack ? stack : malloc(n + 1);
+    if (t == NULL)
+        return false;
+    memcpy(t, start, n);
+    t[n] = '\0';
+    bool is_ok;
+    errno = 0;
+    if (is_real) {
+        double d = strtod(t, NULL);
+        is_ok = !(errno == ERANGE && (d > 1.0 || d < -1.0)); /* overflow; underflow is fine */
+    } else {
+        (void)strtoll(t, NULL, 10);
+        is_ok = errno != ERANGE;
+    }
+    if (t != stack)
+        free(t);
+    return is_ok;
+}
+
+static bool literal_skip(struct scan *s, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+        return false;
+    s->p += n;
+    return true;
+}
+
+static bool value_skip(struct scan *s, int level);
+
+/* An object or array at nesting `level` (the top is 1), the bracket at s->p.
+ * With `key` (top level only), records the last member named `key`;
+ * *escaped when a name used escapes. */
+static bool container_skip(struct scan *s, int level, const char *key, const unsigned char **at,
+                           size_t *at_len, bool *escaped)
+{
+    bool is_object = *s->p == '{';
+    unsigned char close = is_object ? '}' : ']';
+    s->p++;
+    ws_skip(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return true;
+    }
+    for (;;) {
+        bool is_match = false;
+        if (is_object) {
+            const unsigned char *name = s->p + 1;
+            bool has_escape;
+            if (s->p >= s->end || *s->p != '"' || !string_skip(s, &has_escape))
+                return false;
+            if (key) {
+                size_t kl = strlen(key);
+                if (has_escape)
+                    *escaped = true;
+                is_match = (size_t)(s->p - 1 - name) == kl && memcmp(name, key, kl) == 0;
+            }
+            ws_skip(s);
+            if (s->p >= s->end || *s->p != ':')
+                return false;
+            s->p++;
+            ws_skip(s);
+        }
+        const unsigned char *v = s->p;
+        if (!value_skip(s, level + 1))
+            return false;
+        if (is_match) {
+            *at = v;
+            *at_len = (size_t)(s->p - v);
+        }
+        ws_skip(s);
+        if (s->p >= s->end)
+            return false;
+        if (*s->p == close) {
+            s->p++;
+            return true;
+        }
+        if (*s->p != ',')
+            return false;
+        s->p++;
+        ws_skip(s);
+    }
+}
+
+/* Any value at nesting `level`: jansson counts every value, scalars too. */
+static bool value_skip(struct scan *s, int level)
+{
+    bool has_escape;
+    if (s->p >= s->end || level > GW_JSON_DEPTH_MAX)
+        return false;
+    switch (*s->p) {
+    case '{':
+    case '[':
+        return container_skip(s, level, NULL, NULL, NULL, NULL);
+    case '"':
+        return string_skip(s, &has_escape);
+    case 't':
+        return literal_skip(s, "true");
+    case 'f':
+        return literal_skip(s, "false");
+    case 'n':
+        return literal_skip(s, "null");
+    default:
+        if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
+            return number_skip(s);
+        return false;
+    }
+}
+
+int gw_json_member(const char *text, size_t len, const char *key, const char **value,
+                   size_t *value_len)
+{
+    struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len};
+    const unsigned char *at = NULL;
+    size_t at_len = 0;
+    bool escaped = false;
+    ws_skip(&s);
+    if (s.p >= s.end || (*s.p != '{' && *s.p != '['))
+        return GW_JSON_INVALID;
+    bool is_object = *s.p == '{';
+    if (!container_skip(&s, 1, is_object ? key : NULL, &at, &at_len, &escaped))
+        return GW_JSON_INVALID;
+    ws_skip(&s);
+    if (s.p != s.end || !is_object)
+        return GW_JSON_INVALID;
+    if (escaped)
+        return GW_JSON_ESCAPED;
+    if (at == NULL)
+        return GW_JSON_ABSENT;
+    *value = (const char *)at;
+    *value_len = at_len;
+    return GW_JSON_FOUND;
+}
