@@ -3,7 +3,9 @@
  * gateway's libuv loop.
  *
  * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one
- * uv_poll_t per socket, its context kept with curl_multi_assign) and when to
+ * uv_poll_t per socket, its context kept with curl_multi_assign; for a
+ * connection socket, which we open and close for curl, the uv_poll lives as
+ * long as the connection, across the calls that reuse it) and when to
  * wake it (CURLMOPT_TIMERFUNCTION: one uv_timer_t); we hand readiness back
  * with curl_multi_socket_action and collect finished transfers with
  * curl_multi_info_read.  The multi handle keeps the connection cache, so
@@ -42,6 +44,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -60,6 +64,9 @@ struct upstream_sock {
     uv_poll_t poll;
     struct gw_upstream *u;
     curl_socket_t fd;
+    int events;     /* UV_READABLE | UV_WRITABLE being watched; 0: stopped */
+    bool is_conn;   /* a connection socket we opened for curl: lives until curl closes it */
+    bool is_curl;   /* curl asked to watch it (between its first event and CURL_POLL_REMOVE) */
     struct upstream_sock *prev, *next; /* u->socks */
 };
 
@@ -75,6 +82,8 @@ struct gw_upstream {
     struct gw_upstream_call *pending_head, *pending_tail;
     size_t pending_count;
     struct upstream_sock *socks;
+    struct upstream_sock **conn_by_fd; /* is_conn sockets by descriptor */
+    size_t conn_by_fd_cap;
     int curl_depth;    /* > 0 while inside libcurl (its callbacks may run) */
     int handles_open;  /* uv handles not yet closed: u is freed at 0 */
     bool is_closing;
@@ -170,8 +179,10 @@ static void calls_remove(struct gw_upstream *u, struct gw_upstream_call *c)
 
 static void upstream_maybe_free(struct gw_upstream *u)
 {
-    if (u->is_closing && u->handles_open == 0)
+    if (u->is_closing && u->handles_open == 0) {
+        free(u->conn_by_fd);
         free(u);
+    }
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -192,6 +203,8 @@ static void on_sock_closed(uv_handle_t *h)
 
 static void sock_close(struct gw_upstream *u, struct upstream_sock *sk)
 {
+    if (sk->is_conn && (size_t)sk->fd < u->conn_by_fd_cap && u->conn_by_fd[sk->fd] == sk)
+        u->conn_by_fd[sk->fd] = NULL;
     if (sk->prev)
         sk->prev->next = sk->next;
     else
@@ -307,11 +320,21 @@ static void upstream_socket_action(struct gw_upstream *u, curl_socket_t fd, int 
     upstream_check_done(u);
 }
 
+/* Watch `events` (0: stop).  libuv's uv_poll_start and uv_poll_stop each
+ * cost epoll_ctl calls, so nothing is done when the set is unchanged. */
+static void sock_watch(struct upstream_sock *sk, int events);
+
 static void on_poll(uv_poll_t *poll, int status, int events)
 {
     struct upstream_sock *sk = poll->data;
     int flags = 0;
 
+    if (!sk->is_curl) {
+        /* An idle connection spoke or closed: curl sees that when it next
+         * picks the connection; until then stop watching it. */
+        sock_watch(sk, 0);
+        return;
+    }
     if (status < 0) {
         flags = CURL_CSELECT_ERR;
     } else {
@@ -323,9 +346,83 @@ static void on_poll(uv_poll_t *poll, int status, int events)
     upstream_socket_action(sk->u, sk->fd, flags);
 }
 
+static void sock_watch(struct upstream_sock *sk, int events)
+{
+    if (events == sk->events)
+        return;
+    sk->events = events;
+    if (events == 0)
+        uv_poll_stop(&sk->poll);
+    else
+        uv_poll_start(&sk->poll, events, on_poll);
+}
+
 static void on_timer(uv_timer_t *timer)
 {
     upstream_socket_action(timer->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static struct upstream_sock *sock_new(struct gw_upstream *u, curl_socket_t fd)
+{
+    struct upstream_sock *sk = calloc(1, sizeof(*sk));
+    if (sk == NULL)
+        return NULL;
+    if (uv_poll_init_socket(u->loop, &sk->poll, fd) != 0) {
+        free(sk);
+        return NULL;
+    }
+    sk->poll.data = sk;
+    sk->u = u;
+    sk->fd = fd;
+    sk->next = u->socks;
+    if (u->socks)
+        u->socks->prev = sk;
+    u->socks = sk;
+    u->handles_open++;
+    return sk;
+}
+
+static struct upstream_sock *conn_find(struct gw_upstream *u, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < u->conn_by_fd_cap ? u->conn_by_fd[fd] : NULL;
+}
+
+/* Connection sockets are opened here so that their uv_poll lives as long as
+ * the connection: curl says CURL_POLL_REMOVE whenever a connection goes
+ * back to its cache and wants it again for the next call on it; keeping the
+ * handle (and its epoll registration) saves several epoll_ctl calls and a
+ * handle per call.  curl closes them through on_curl_close_socket. */
+static curl_socket_t on_curl_open_socket(void *userp, curlsocktype purpose,
+                                         struct curl_sockaddr *addr)
+{
+    struct gw_upstream *u = userp;
+    curl_socket_t fd = socket(addr->family, addr->socktype, addr->protocol);
+    if (fd < 0 || purpose != CURLSOCKTYPE_IPCXN)
+        return fd;
+    if ((size_t)fd >= u->conn_by_fd_cap) {
+        size_t cap = (size_t)fd * 2 + 16;
+        struct upstream_sock **by_fd = realloc(u->conn_by_fd, cap * sizeof(*by_fd));
+        if (by_fd == NULL)
+            return fd; /* watched per call like any other socket */
+        memset(by_fd + u->conn_by_fd_cap, 0, (cap - u->conn_by_fd_cap) * sizeof(*by_fd));
+        u->conn_by_fd = by_fd;
+        u->conn_by_fd_cap = cap;
+    }
+    struct upstream_sock *sk = sock_new(u, fd);
+    if (sk != NULL) {
+        sk->is_conn = true;
+        u->conn_by_fd[fd] = sk;
+    }
+    return fd;
+}
+
+static int on_curl_close_socket(void *userp, curl_socket_t fd)
+{
+    struct gw_upstream *u = userp;
+    struct upstream_sock *sk = conn_find(u, fd);
+    if (sk != NULL)
+        sock_close(u, sk); /* before the descriptor goes: libuv's rule */
+    return close(fd);
 }
 
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
@@ -335,34 +432,30 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     (void)easy;
 
     if (what == CURL_POLL_REMOVE) {
-        if (sk)
+        if (sk == NULL)
+            return 0;
+        sk->is_curl = false;
+        if (!sk->is_conn)
             sock_close(u, sk);
+        /* A cached connection stays watched as it was: a call that reuses
+         * it usually wants the same events, so nothing changes then. */
         return 0;
     }
     if (sk == NULL) {
-        sk = calloc(1, sizeof(*sk));
+        sk = conn_find(u, fd);
+        if (sk == NULL)
+            sk = sock_new(u, fd);
         if (sk == NULL)
             return -1;
-        if (uv_poll_init_socket(u->loop, &sk->poll, fd) != 0) {
-            free(sk);
-            return -1;
-        }
-        sk->poll.data = sk;
-        sk->u = u;
-        sk->fd = fd;
-        sk->next = u->socks;
-        if (u->socks)
-            u->socks->prev = sk;
-        u->socks = sk;
-        u->handles_open++;
         curl_multi_assign(u->multi, fd, sk);
     }
+    sk->is_curl = true;
     int events = 0;
     if (what & CURL_POLL_IN)
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         events |= UV_WRITABLE;
-    uv_poll_start(&sk->poll, events, on_poll);
+    sock_watch(sk, events);
     return 0;
 }
 
@@ -628,6 +721,10 @@ static CURLcode call_configure(struct gw_upstream_call *c, const struct gw_upstr
     SET(CURLOPT_WRITEDATA, (void *)c);
     SET(CURLOPT_ERRORBUFFER, c->errbuf);
     SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_OPENSOCKETFUNCTION, on_curl_open_socket);
+    SET(CURLOPT_OPENSOCKETDATA, (void *)c->u);
+    SET(CURLOPT_CLOSESOCKETFUNCTION, on_curl_close_socket);
+    SET(CURLOPT_CLOSESOCKETDATA, (void *)c->u);
     SET(CURLOPT_TCP_NODELAY, 1L);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     SET(CURLOPT_HTTP_CONTENT_DECODING, 0L); /* bytes pass through as sent */
