@@ -299,3 +299,22 @@ int gw_json_member(const char *text, size_t len, const char *key, const char **v
     *value_len = at_len;
     return GW_JSON_FOUND;
 }
+
+int gw_json_integer(const char *value, size_t len, long long *out)
+{
+    char t[24]; /* an integer the scan accepted fits in long long: 20 bytes at most */
+    if (len == 0 || len >= sizeof t || (value[0] != '-' && (value[0] < '0' || value[0] > '9')))
+        return -1;
+    for (size_t i = 0; i < len; i++)
+        if (value[i] == '.' || value[i] == 'e' || value[i] == 'E')
+            return -1; /* a real: not json_is_integer */
+    memcpy(t, value, len);
+    t[len] = '\0';
+    errno = 0;
+    char *end = NULL;
+    long long n = strtoll(t, &end, 10);
+    if (errno == ERANGE || end != t + len)
+        return -1;
+    *out = n;
+    return 0;
+}

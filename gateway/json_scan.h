@@ -23,4 +23,9 @@
 int gw_json_member(const char *text, size_t len, const char *key, const char **value,
                    size_t *value_len);
 
+/* A value (bytes of a text gw_json_member validated) as jansson's
+ * json_is_integer + json_integer_value would read it: 0 and *out set for an
+ * integer token, -1 for any other value. */
+int gw_json_integer(const char *value, size_t len, long long *out);
+
 #endif

@@ -35,7 +35,9 @@
  * Memory: one malloc per call (plus curl's), a header buffer that lives
  * from the first response header to on_head, one malloc per socket.  Easy
  * handles are kept for reuse (curl_easy_reset) up to
- * GW_UPSTREAM_EASY_POOL_MAX: a fresh one costs several allocations.
+ * GW_UPSTREAM_EASY_POOL_MAX: a fresh one costs several allocations; header
+ * buffers too (a 16 KiB malloc per call also made glibc consolidate its
+ * fast bins every time).
  */
 #include "gateway/upstream.h"
 
@@ -57,8 +59,9 @@
 /* Of a URL quoted in a message (up to its query, which may hold a key). */
 #define GW_UPSTREAM_URL_QUOTE_MAX 200
 #define GW_UPSTREAM_METHOD_MAX 16
-/* Idle easy handles kept for the next calls. */
+/* Idle easy handles and response header buffers kept for the next calls. */
 #define GW_UPSTREAM_EASY_POOL_MAX 64
+#define GW_UPSTREAM_HEAD_POOL_MAX 16
 
 struct upstream_sock {
     uv_poll_t poll;
@@ -78,6 +81,8 @@ struct gw_upstream {
     uv_idle_t idle;   /* ... and keeps the loop from blocking meanwhile */
     CURL *easy_pool[GW_UPSTREAM_EASY_POOL_MAX];
     size_t easy_pool_count;
+    char *head_pool[GW_UPSTREAM_HEAD_POOL_MAX]; /* GW_UPSTREAM_RESPONSE_HEADER_BYTES_MAX each */
+    size_t head_pool_count;
     struct gw_upstream_call *calls; /* every call not yet finished */
     struct gw_upstream_call *pending_head, *pending_tail;
     size_t pending_count;
@@ -175,6 +180,23 @@ static void calls_remove(struct gw_upstream *u, struct gw_upstream_call *c)
     c->prev = c->next = NULL;
 }
 
+/* ---- pooled header buffers ---- */
+
+static char *head_buf_take(struct gw_upstream *u)
+{
+    if (u->head_pool_count > 0)
+        return u->head_pool[--u->head_pool_count];
+    return malloc(GW_UPSTREAM_RESPONSE_HEADER_BYTES_MAX);
+}
+
+static void head_buf_give(struct gw_upstream *u, char *buf)
+{
+    if (buf != NULL && !u->is_closing && u->head_pool_count < GW_UPSTREAM_HEAD_POOL_MAX)
+        u->head_pool[u->head_pool_count++] = buf;
+    else
+        free(buf);
+}
+
 /* ---- handles ---- */
 
 static void upstream_maybe_free(struct gw_upstream *u)
@@ -227,7 +249,7 @@ static void call_free(struct gw_upstream_call *c)
         curl_easy_cleanup(c->easy);
     }
     curl_slist_free_all(c->header_list);
-    free(c->head_buf);
+    head_buf_give(u, c->head_buf);
     free(c);
 }
 
@@ -551,7 +573,7 @@ static void head_add(struct gw_upstream_call *c, const char *line, size_t len)
     if (name_len + value_len + 2 > GW_UPSTREAM_RESPONSE_HEADER_BYTES_MAX - c->head_used)
         return;
     if (c->head_buf == NULL) {
-        c->head_buf = malloc(GW_UPSTREAM_RESPONSE_HEADER_BYTES_MAX);
+        c->head_buf = head_buf_take(c->u);
         if (c->head_buf == NULL)
             return;
     }
@@ -574,7 +596,7 @@ static void head_deliver(struct gw_upstream_call *c)
 {
     c->is_head_done = true;
     c->cb.on_head(c->arg, c->status, c->names, c->values, c->header_count);
-    free(c->head_buf);
+    head_buf_give(c->u, c->head_buf);
     c->head_buf = NULL;
     head_reset(c);
 }
@@ -805,6 +827,8 @@ void gw_upstream_close(struct gw_upstream *u)
     uv_idle_stop(&u->idle);
     while (u->easy_pool_count > 0)
         curl_easy_cleanup(u->easy_pool[--u->easy_pool_count]);
+    while (u->head_pool_count > 0)
+        free(u->head_pool[--u->head_pool_count]);
     curl_multi_cleanup(u->multi); /* closes cached connections: their socks go */
     u->multi = NULL;
     while (u->socks != NULL)
