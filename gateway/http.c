@@ -113,11 +113,40 @@ void gw_add_header(struct gw_call *c, const char *name, const char *value)
     h2o_add_header_by_str(&req->pool, &req->res.headers, n, nl, 0, NULL, v, vl);
 }
 
+/* Appends ms as "%.2f" would print it (no printf: this is on every
+ * answer); returns the new end. */
+static char *gw_put_ms2(char *p, double ms)
+{
+    if (!(ms >= 0) || ms > 1e12)
+        return p + sprintf(p, "%.2f", ms > 1e12 ? 1e12 : 0.0);
+    uint64_t cs = (uint64_t)(ms * 100.0 + 0.5);
+    char d[24];
+    size_t i = sizeof d;
+    uint64_t whole = cs / 100;
+    do {
+        d[--i] = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    memcpy(p, d + i, sizeof d - i);
+    p += sizeof d - i;
+    *p++ = '.';
+    *p++ = (char)('0' + cs / 10 % 10);
+    *p++ = (char)('0' + cs % 10);
+    return p;
+}
+
 void gw_add_timing_headers(struct gw_call *c)
 {
     char t[160];
-    snprintf(t, sizeof t, "reserve;dur=%.2f, upstream;dur=%.2f, settle;dur=%.2f", c->reserve_ms,
-             c->upstream_ms, c->settle_ms);
+    char *p = t;
+    static const char *const names[3] = {"reserve;dur=", ", upstream;dur=", ", settle;dur="};
+    const double ms[3] = {c->reserve_ms, c->upstream_ms, c->settle_ms};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(names[i]);
+        memcpy(p, names[i], n);
+        p = gw_put_ms2(p + n, ms[i]);
+    }
+    *p = '\0';
     gw_add_header(c, "server-timing", t);
     gw_add_header(c, "x-request-id", c->request_id);
 }

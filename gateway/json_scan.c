@@ -196,11 +196,17 @@ static bool literal_skip(struct scan *s, const char *word)
 
 static bool value_skip(struct scan *s, int level);
 
+/* The top-level members looked for, and where their values were found. */
+struct wanted {
+    const char *const *keys;
+    size_t count;
+    struct gw_json_span *spans;
+    bool is_escaped; /* a member name used escapes */
+};
+
 /* An object or array at nesting `level` (the top is 1), the bracket at s->p.
- * With `key` (top level only), records the last member named `key`;
- * *escaped when a name used escapes. */
-static bool container_skip(struct scan *s, int level, const char *key, const unsigned char **at,
-                           size_t *at_len, bool *escaped)
+ * With `w` (top level only), records the last member of each wanted name. */
+static bool container_skip(struct scan *s, int level, struct wanted *w)
 {
     bool is_object = *s->p == '{';
     unsigned char close = is_object ? '}' : ']';
@@ -211,17 +217,18 @@ static bool container_skip(struct scan *s, int level, const char *key, const uns
         return true;
     }
     for (;;) {
-        bool is_match = false;
+        struct gw_json_span *match = NULL;
         if (is_object) {
             const unsigned char *name = s->p + 1;
             bool has_escape;
             if (s->p >= s->end || *s->p != '"' || !string_skip(s, &has_escape))
                 return false;
-            if (key) {
-                size_t kl = strlen(key);
-                if (has_escape)
-                    *escaped = true;
-                is_match = (size_t)(s->p - 1 - name) == kl && memcmp(name, key, kl) == 0;
+            if (w) {
+                size_t nl = (size_t)(s->p - 1 - name);
+                w->is_escaped |= has_escape;
+                for (size_t k = 0; k < w->count && match == NULL; k++)
+                    if (strlen(w->keys[k]) == nl && memcmp(name, w->keys[k], nl) == 0)
+                        match = &w->spans[k];
             }
             ws_skip(s);
             if (s->p >= s->end || *s->p != ':')
@@ -232,10 +239,14 @@ static bool container_skip(struct scan *s, int level, const char *key, const uns
         const unsigned char *v = s->p;
         if (!value_skip(s, level + 1))
             return false;
-        if (is_match) {
-            *at = v;
-            *at_len = (size_t)(s->p - v);
+        if (match) {
+            match->at = (const char *)v;
+            match->len = (size_t)(s->p - v);
         }
+        /* jansson's quirk, kept: the byte after a number or a literal is
+         * pushed back, and a NUL pushed back is lost — skipped. */
+        if (s->p < s->end && *s->p == '\0' && *v != '"' && *v != '{' && *v != '[')
+            s->p++;
         ws_skip(s);
         if (s->p >= s->end)
             return false;
@@ -250,7 +261,6 @@ static bool container_skip(struct scan *s, int level, const char *key, const uns
     }
 }
 
-/* Any value at nesting `level`: jansson counts every value, scalars too. */
 static bool value_skip(struct scan *s, int level)
 {
     bool has_escape;
@@ -259,7 +269,7 @@ static bool value_skip(struct scan *s, int level)
     switch (*s->p) {
     case '{':
     case '[':
-        return container_skip(s, level, NULL, NULL, NULL, NULL);
+        return container_skip(s, level, NULL);
     case '"':
         return string_skip(s, &has_escape);
     case 't':
@@ -275,28 +285,36 @@ static bool value_skip(struct scan *s, int level)
     }
 }
 
-int gw_json_member(const char *text, size_t len, const char *key, const char **value,
-                   size_t *value_len)
+int gw_json_members(const char *text, size_t len, const char *const *keys, size_t count,
+                    struct gw_json_span *spans)
 {
     struct scan s = {(const unsigned char *)text, (const unsigned char *)text + len};
-    const unsigned char *at = NULL;
-    size_t at_len = 0;
-    bool escaped = false;
+    struct wanted w = {keys, count, spans, false};
+    for (size_t k = 0; k < count; k++)
+        spans[k] = (struct gw_json_span){NULL, 0};
     ws_skip(&s);
     if (s.p >= s.end || (*s.p != '{' && *s.p != '['))
         return GW_JSON_INVALID;
     bool is_object = *s.p == '{';
-    if (!container_skip(&s, 1, is_object ? key : NULL, &at, &at_len, &escaped))
+    if (!container_skip(&s, 1, is_object ? &w : NULL))
         return GW_JSON_INVALID;
     ws_skip(&s);
     if (s.p != s.end || !is_object)
         return GW_JSON_INVALID;
-    if (escaped)
-        return GW_JSON_ESCAPED;
-    if (at == NULL)
+    return w.is_escaped ? GW_JSON_ESCAPED : 0;
+}
+
+int gw_json_member(const char *text, size_t len, const char *key, const char **value,
+                   size_t *value_len)
+{
+    struct gw_json_span span;
+    int rc = gw_json_members(text, len, &key, 1, &span);
+    if (rc != 0)
+        return rc;
+    if (span.at == NULL)
         return GW_JSON_ABSENT;
-    *value = (const char *)at;
-    *value_len = at_len;
+    *value = span.at;
+    *value_len = span.len;
     return GW_JSON_FOUND;
 }
 

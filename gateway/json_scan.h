@@ -18,6 +18,18 @@
 #define GW_JSON_INVALID (-1) /* not valid JSON, or not an object */
 #define GW_JSON_ESCAPED (-2) /* a member name uses escapes: ask a full parser */
 
+/* Where a value lies in the text; at is NULL when the member is absent. */
+struct gw_json_span {
+    const char *at;
+    size_t len;
+};
+
+/* Several members in one pass: 0 for a valid object (spans[k] for keys[k],
+ * the last one when a name repeats), else GW_JSON_INVALID or
+ * GW_JSON_ESCAPED. */
+int gw_json_members(const char *text, size_t len, const char *const *keys, size_t count,
+                    struct gw_json_span *spans);
+
 /* The value of the object's top-level member `key` (the last one when the
  * name repeats, as jansson keeps), as bytes of `text`. */
 int gw_json_member(const char *text, size_t len, const char *key, const char **value,

@@ -438,6 +438,8 @@ static void gw_proxy_forward(struct gw_call *c)
     const char *body = NULL;
     size_t body_len = 0;
     if (p->is_stream && up->provider == GW_PROVIDER_OPENAI) {
+        if (!p->body && c->req) /* valid JSON: parsed when the call was taken */
+            p->body = json_loadb(c->req->entity.base, c->req->entity.len, 0, NULL);
         json_t *so = json_object_get(p->body, "stream_options");
         if (!json_is_object(so)) {
             so = json_object();
@@ -575,7 +577,9 @@ int gw_proxy_handle(struct gw_call *c, h2o_req_t *req, const char *endpoint,
     struct gw *g = c->gw;
     struct gw_proxy_request pr;
     char msg[400];
-    if (gw_parse_proxy_body(req->entity.base, req->entity.len, &pr, msg, sizeof msg) != 0) {
+    /* The document itself is built only when the call is forwarded with a
+     * rewritten body (see gw_proxy_forward). */
+    if (gw_parse_proxy_fields(req->entity.base, req->entity.len, &pr, msg, sizeof msg) != 0) {
         gw_reply_error(c, 400, "invalid_request", msg, NULL);
         return 0;
     }

@@ -73,6 +73,12 @@ static void test_found_absent_invalid(void **state)
     assert_int_equal(check_str("{\"usag\\u0065\":1}"), GW_JSON_ESCAPED);
     assert_int_equal(check_str("{\"usage\":1} x"), GW_JSON_INVALID);
     assert_int_equal(check_against_jansson("{\"usage\":1}\0", 12), GW_JSON_INVALID);
+    /* A NUL right after a number or literal is lost in jansson's push-back. */
+    assert_int_equal(check_against_jansson("{\"usage\":4e4\0}", 14), GW_JSON_FOUND);
+    assert_int_equal(check_against_jansson("{\"a\":[true\0,1]}", 15), GW_JSON_ABSENT);
+    assert_int_equal(check_against_jansson("{\"a\":4\0\0}", 9), GW_JSON_INVALID);
+    assert_int_equal(check_against_jansson("{\"a\":4 \0}", 9), GW_JSON_INVALID);
+    assert_int_equal(check_against_jansson("{\"a\":\"x\"\0}", 10), GW_JSON_INVALID);
 }
 
 static void test_edge_cases_agree(void **state)
