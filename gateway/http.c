@@ -70,6 +70,31 @@ static void gw_req_disposed(void *p)
     gw_call_release(c);
 }
 
+/* "req-%llx-%llu" of the start time and the sequence number, without
+ * printf (every request has one). */
+static void gw_request_id(char out[32], uint64_t t, uint64_t seq)
+{
+    static const char hex[] = "0123456789abcdef";
+    char d[20];
+    size_t i = sizeof d, n = 4;
+    memcpy(out, "req-", 4);
+    do {
+        d[--i] = hex[t & 15];
+        t >>= 4;
+    } while (t);
+    memcpy(out + n, d + i, sizeof d - i);
+    n += sizeof d - i;
+    out[n++] = '-';
+    i = sizeof d;
+    do {
+        d[--i] = (char)('0' + seq % 10);
+        seq /= 10;
+    } while (seq);
+    size_t len = sizeof d - i < 31 - n ? sizeof d - i : 31 - n; /* cut as snprintf did */
+    memcpy(out + n, d + i, len);
+    out[n + len] = '\0';
+}
+
 struct gw_call *gw_call_new(struct gw *g, h2o_req_t *req, const char *endpoint)
 {
     struct gw_call *c = calloc(1, sizeof *c);
@@ -80,9 +105,7 @@ struct gw_call *gw_call_new(struct gw *g, h2o_req_t *req, const char *endpoint)
     c->refs = 1; /* released when h2o disposes of the request */
     c->start_ns = gw_now_ns();
     c->endpoint = endpoint;
-    snprintf(c->request_id, sizeof c->request_id, "req-%llx-%llu",
-             (unsigned long long)(c->start_ns & 0xffffffffffull),
-             (unsigned long long)++g->request_seq);
+    gw_request_id(c->request_id, c->start_ns & 0xffffffffffull, ++g->request_seq);
     struct gw_req_link *link = h2o_mem_alloc_shared(&req->pool, sizeof *link, gw_req_disposed);
     link->call = c;
     return c;
