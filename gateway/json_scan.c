@@ -76,12 +76,22 @@ static int hex4(const unsigned char *p)
     return v;
 }
 
+/* Printable ASCII other than '"' and '\\': taken as they are. */
+static bool is_plain(unsigned char c)
+{
+    return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
 /* A string, the opening quote at s->p.  *has_escape: it used a backslash. */
 static bool string_skip(struct scan *s, bool *has_escape)
 {
     *has_escape = false;
     s->p++;
     while (s->p < s->end) {
+        while (s->p < s->end && is_plain(*s->p)) /* the common bytes, tightly */
+            s->p++;
+        if (s->p >= s->end)
+            break;
         unsigned c = *s->p;
         if (c == '"') {
             s->p++;
