@@ -76,15 +76,32 @@ enum ctl_opt {
     CTL_OPT_FORMAT,
     CTL_OPT_OUT,
     CTL_OPT_VIEW,
+    CTL_OPT_VELOCITY,
+    CTL_OPT_BEDTIME,
+    CTL_OPT_BEDTIME_FACTOR,
+    CTL_OPT_BEDTIME_FLOOR,
+    CTL_OPT_PENDING,
+    CTL_OPT_TLS_CA,
+    CTL_OPT_TLS_CERT,
+    CTL_OPT_TLS_KEY,
+    CTL_OPT_META,
+    CTL_OPT_RPM,
+    CTL_OPT_TPM,
+    CTL_OPT_TPH,
+    CTL_OPT_TPD,
+    CTL_OPT_MODEL,
     CTL_OPT_COUNT
 };
+_Static_assert(CTL_OPT_COUNT <= 64, "option bits fit uint64_t");
 
-#define CTL_OPT_BIT(o) (1u << (o))
+#define CTL_OPT_BIT(o) (UINT64_C(1) << (o)) /* 64 options at most */
 /* Options every command accepts. */
 #define CTL_OPTS_GLOBAL                                                                  \
     (CTL_OPT_BIT(CTL_OPT_CLUSTER) | CTL_OPT_BIT(CTL_OPT_AUTH) | CTL_OPT_BIT(CTL_OPT_JSON) | \
      CTL_OPT_BIT(CTL_OPT_VERBOSE) | CTL_OPT_BIT(CTL_OPT_HELP) |                          \
-     CTL_OPT_BIT(CTL_OPT_VERSION) | CTL_OPT_BIT(CTL_OPT_TIMEOUT))
+     CTL_OPT_BIT(CTL_OPT_VERSION) | CTL_OPT_BIT(CTL_OPT_TIMEOUT) |                       \
+     CTL_OPT_BIT(CTL_OPT_TLS_CA) | CTL_OPT_BIT(CTL_OPT_TLS_CERT) |                        \
+     CTL_OPT_BIT(CTL_OPT_TLS_KEY))
 
 /* A parsed command line.  Strings point into argv (alive for the run). */
 struct ctl_args {
@@ -93,7 +110,7 @@ struct ctl_args {
     const char *value[CTL_OPT_COUNT]; /* NULL: absent; "" for a flag */
     const char *tags[PROTO_MAP_MAX];  /* every --tag, in order */
     uint32_t tag_count;
-    uint32_t seen;                    /* CTL_OPT_BIT of every option given */
+    uint64_t seen;                    /* CTL_OPT_BIT of every option given */
 };
 
 /* The option's spelling without dashes ("cache-write"). */
@@ -105,7 +122,7 @@ const char *ctl_opt_name(enum ctl_opt o);
 int ctl_args_parse(int argc, char **argv, struct ctl_args *a, char *err, size_t cap);
 /* 0 when every option given is in `allowed`, else -1 naming the first one
  * that is not. */
-int ctl_args_check(const struct ctl_args *a, uint32_t allowed, char *err, size_t cap);
+int ctl_args_check(const struct ctl_args *a, uint64_t allowed, char *err, size_t cap);
 
 /* Values.  Each returns 0, or -1 with err naming what was wrong (`what` is
  * the argument's name, e.g. "--cap" or "amount"). */
@@ -241,6 +258,7 @@ int ctl_print_map(const uint8_t *map, size_t len, FILE *out);
 /* ---- the connection (ctl_client.c) ---- */
 
 struct pc_sync;
+struct ptls_ctx;
 
 /* One run of purserctl: the parsed line and the (lazily opened) connection. */
 struct ctl {
@@ -257,10 +275,12 @@ struct ctl {
     char cluster[1024];              /* comma-separated rpc addresses */
     uint32_t deadline_ms;
     struct pc_sync *sync;
+    struct ptls_ctx *tls;            /* --tls-ca / PURSER_TLS_CA: TLS to the cluster */
 };
 
-/* Fill role, secret, cluster, deadline from the flags and the environment
- * (PURSER_CLUSTER, PURSER_AUTH); a fresh key unless --key.  Returns an exit
+/* Fill role, secret, cluster, deadline, TLS from the flags and the
+ * environment (PURSER_CLUSTER, PURSER_AUTH, PURSER_TLS_CA, PURSER_TLS_CERT,
+ * PURSER_TLS_KEY); a fresh key unless --key.  Returns an exit
  * code (usage errors printed). */
 int ctl_setup(struct ctl *ctl);
 /* Open the connection if not yet open.  Returns an exit code. */
@@ -283,6 +303,12 @@ int ctl_read(struct ctl *ctl, const char *what, struct proto_buf *answer, const 
 int ctl_call(struct ctl *ctl, struct pc_sync *sync, int target, const char *method,
              const struct proto_buf *params, bool is_retryable, bool is_quiet,
              struct proto_buf *answer);
+/* ctl_read, and with --json print the answer as it is (*is_done true).
+ * Returns CTL_EXIT_OK with *is_done false when the caller prints for humans
+ * (ctl_ledger.c). */
+int ctl_read_answer(struct ctl *ctl, const char *what, struct proto_buf *answer,
+                    const char *query, uint32_t arg_count, const char *const *args,
+                    bool *is_done);
 /* Bind a msgpack packer to a proto_buf. */
 void ctl_packer_init(msgpack_packer *pk, struct proto_buf *buf);
 /* A second connection to the given rpc addresses in this order (node index
@@ -314,8 +340,20 @@ int ctl_price_list(struct ctl *ctl);
 int ctl_price_load(struct ctl *ctl);
 int ctl_policy_set(struct ctl *ctl);
 int ctl_policy_show(struct ctl *ctl);
+/* ctl_limits.c */
+int ctl_limit_set(struct ctl *ctl);
+int ctl_limit_clear(struct ctl *ctl);
+int ctl_limit_list(struct ctl *ctl);
+int ctl_estimate(struct ctl *ctl);
+int ctl_approval_set(struct ctl *ctl);
 int ctl_period_close(struct ctl *ctl);
 int ctl_period_list(struct ctl *ctl);
+/* ctl_alerts.c: circuit breakers, thresholds, the event outbox */
+int ctl_breaker_set(struct ctl *ctl);
+int ctl_breaker_clear(struct ctl *ctl);
+int ctl_breaker_show(struct ctl *ctl);
+int ctl_alert_set(struct ctl *ctl);
+int ctl_events(struct ctl *ctl);
 
 int ctl_report(struct ctl *ctl);
 

@@ -18,6 +18,7 @@
 
 #include "proto/client.h"
 #include "proto/mp.h"
+#include "proto/tls.h"
 
 #define CTL_ATTEMPT_TIMEOUT_MS 2000
 #define CTL_DEADLINE_MS 10000
@@ -96,6 +97,37 @@ static int auth_setup(struct ctl *ctl)
     return CTL_EXIT_OK;
 }
 
+/* A flag, else its environment variable, else NULL ("" counts as unset). */
+static const char *flag_or_env(const struct ctl *ctl, enum ctl_opt o, const char *env)
+{
+    const char *v = ctl->args->value[o];
+    if (v == NULL)
+        v = getenv(env);
+    return v != NULL && *v != '\0' ? v : NULL;
+}
+
+/* --tls-ca (PURSER_TLS_CA) turns TLS on; --tls-cert/--tls-key add a client
+ * certificate.  Bad files are usage errors, found before connecting. */
+static int tls_setup(struct ctl *ctl)
+{
+    const char *ca = flag_or_env(ctl, CTL_OPT_TLS_CA, "PURSER_TLS_CA");
+    const char *cert = flag_or_env(ctl, CTL_OPT_TLS_CERT, "PURSER_TLS_CERT");
+    const char *key = flag_or_env(ctl, CTL_OPT_TLS_KEY, "PURSER_TLS_KEY");
+    char msg[PTLS_MESSAGE_MAX + 64];
+    if (ca == NULL) {
+        if (cert != NULL || key != NULL) {
+            ctl_errorf("--tls-cert/--tls-key need --tls-ca (or PURSER_TLS_CA)");
+            return CTL_EXIT_USAGE;
+        }
+        return CTL_EXIT_OK;
+    }
+    if (ptls_client_ctx_new(ca, cert, key, "--tls", &ctl->tls, msg, sizeof msg) != 0) {
+        ctl_errorf("%s", msg);
+        return CTL_EXIT_USAGE;
+    }
+    return CTL_EXIT_OK;
+}
+
 static int key_setup(struct ctl *ctl)
 {
     const char *key = ctl->args->value[CTL_OPT_KEY];
@@ -149,6 +181,8 @@ int ctl_setup(struct ctl *ctl)
     if (rc == CTL_EXIT_OK)
         rc = auth_setup(ctl);
     if (rc == CTL_EXIT_OK)
+        rc = tls_setup(ctl);
+    if (rc == CTL_EXIT_OK)
         rc = key_setup(ctl);
     return rc;
 }
@@ -163,6 +197,7 @@ static int sync_open(struct ctl *ctl, const char *const *addrs, uint32_t count,
         .secret = ctl->secret[0] != '\0' ? ctl->secret : NULL,
         .attempt_timeout_ms = attempt_ms,
         .deadline_ms = deadline_ms,
+        .tls = ctl->tls,
     };
     struct proto_error err = {0};
     if (pc_sync_open(&o, out, &err) != 0) {
@@ -199,6 +234,8 @@ void ctl_close(struct ctl *ctl)
     if (ctl->sync != NULL)
         pc_sync_close(ctl->sync);
     ctl->sync = NULL;
+    ptls_ctx_free(ctl->tls);
+    ctl->tls = NULL;
 }
 
 /* The auth file named in errors. */

@@ -185,7 +185,7 @@ int ctl_account_close(struct ctl *ctl)
 
 /* Read `query` and, with --json, print the answer as it is.  Returns
  * CTL_EXIT_OK with *is_done false when the caller prints for humans. */
-static int read_answer(struct ctl *ctl, const char *what, struct proto_buf *answer,
+int ctl_read_answer(struct ctl *ctl, const char *what, struct proto_buf *answer,
                        const char *query, uint32_t arg_count, const char *const *args,
                        bool *is_done)
 {
@@ -235,7 +235,7 @@ int ctl_account_show(struct ctl *ctl)
     char what[PROTO_NAME_MAX + 16];
     snprintf(what, sizeof what, "account \"%s\"", ctl->pos[0]);
     proto_buf_init(&answer);
-    int rc = read_answer(ctl, what, &answer, "account", 1, ctl->pos, &is_done);
+    int rc = ctl_read_answer(ctl, what, &answer, "account", 1, ctl->pos, &is_done);
     if (is_done) {
         proto_buf_free(&answer);
         return rc;
@@ -256,8 +256,11 @@ int ctl_account_show(struct ctl *ctl)
         ctl_mp_text(v, vlen, tags, sizeof tags);
     else
         snprintf(tags, sizeof tags, "{}");
+    char frozen_reason[PROTO_TEXT_MAX + 1] = "";
+    ctl_mp_str(m, len, "frozen_reason", frozen_reason, sizeof frozen_reason);
     printf("name       %s\n", name);
-    printf("status     %s\n", status);
+    printf("status     %s%s%s%s\n", status, frozen_reason[0] ? " (reason: " : "", frozen_reason,
+           frozen_reason[0] ? ")" : "");
     printf("cap        %s\n", answer_money(m, len, "cap_micros", true, cap));
     printf("period     %s (UTC%s)", period, tz_text(tz_min, tz, sizeof tz));
     if (ctl_mp_int(m, len, "period_start_ms", &start_ms) == 0 &&
@@ -291,7 +294,7 @@ int ctl_account_list(struct ctl *ctl)
         prefix_buf[--plen] = '\0';
     const char *prefix = prefix_buf;
     proto_buf_init(&answer);
-    int rc = read_answer(ctl, "accounts", &answer, "accounts", 1, &prefix, &is_done);
+    int rc = ctl_read_answer(ctl, "accounts", &answer, "accounts", 1, &prefix, &is_done);
     if (is_done) {
         proto_buf_free(&answer);
         return rc;
@@ -775,7 +778,7 @@ int ctl_price_list(struct ctl *ctl)
     struct proto_buf answer;
     bool is_done;
     proto_buf_init(&answer);
-    int rc = read_answer(ctl, "prices", &answer, "prices", 0, NULL, &is_done);
+    int rc = ctl_read_answer(ctl, "prices", &answer, "prices", 0, NULL, &is_done);
     if (is_done) {
         proto_buf_free(&answer);
         return rc;
@@ -810,9 +813,11 @@ int ctl_policy_set(struct ctl *ctl)
     char err[CTL_ERR_MAX];
     struct proto_cmd cmd;
     struct proto_result res;
+    if (strcmp(ctl->pos[0], "approval-above") == 0)
+        return ctl_approval_set(ctl); /* ctl_limits.c */
     if (strcmp(ctl->pos[0], "required-metadata") != 0) {
-        snprintf(err, sizeof err, "unknown policy \"%s\" (known: required-metadata)",
-                 ctl->pos[0]);
+        snprintf(err, sizeof err, "unknown policy \"%s\" (known: required-metadata,"
+                 " approval-above)", ctl->pos[0]);
         return usage_error(err);
     }
     memset(&cmd, 0, sizeof cmd);
@@ -849,7 +854,7 @@ int ctl_policy_show(struct ctl *ctl)
     struct proto_buf answer;
     bool is_done;
     proto_buf_init(&answer);
-    int rc = read_answer(ctl, "policy", &answer, "policy", 0, NULL, &is_done);
+    int rc = ctl_read_answer(ctl, "policy", &answer, "policy", 0, NULL, &is_done);
     if (is_done) {
         proto_buf_free(&answer);
         return rc;
@@ -866,6 +871,10 @@ int ctl_policy_show(struct ctl *ctl)
         }
     }
     printf("%s\n", n == 0 ? " (none)" : "");
+    int64_t above = PROTO_CAP_NONE;
+    char t[CTL_MONEY_CAP];
+    ctl_mp_int((const uint8_t *)answer.data, answer.len, "approval_above_micros", &above);
+    printf("approval above: %s\n", above < 0 ? "none" : ctl_money_text(above, t));
     proto_buf_free(&answer);
     return CTL_EXIT_OK;
 }
@@ -897,7 +906,7 @@ int ctl_period_list(struct ctl *ctl)
     struct proto_buf answer;
     bool is_done;
     proto_buf_init(&answer);
-    int rc = read_answer(ctl, "periods", &answer, "periods", 0, NULL, &is_done);
+    int rc = ctl_read_answer(ctl, "periods", &answer, "periods", 0, NULL, &is_done);
     if (is_done) {
         proto_buf_free(&answer);
         return rc;

@@ -277,7 +277,8 @@ int ctl_json_print(struct ctl_json *j)
 
 /* ---- msgpack -> JSON ---- */
 
-static const char *const limit_fields[] = {"cap_micros", "available_micros", "remaining_micros"};
+static const char *const limit_fields[] = {"cap_micros", "available_micros", "remaining_micros",
+                                           "approval_above_micros"};
 
 bool ctl_field_is_limit(const char *key, size_t len)
 {

@@ -51,7 +51,22 @@ static const struct opt_spec opt_specs[CTL_OPT_COUNT] = {
     [CTL_OPT_FORMAT] = {"format", true},
     [CTL_OPT_OUT] = {"out", true},
     [CTL_OPT_VIEW] = {"view", true},
+    [CTL_OPT_VELOCITY] = {"velocity", true},
+    [CTL_OPT_BEDTIME] = {"bedtime", true},
+    [CTL_OPT_BEDTIME_FACTOR] = {"bedtime-factor", true},
+    [CTL_OPT_BEDTIME_FLOOR] = {"bedtime-floor", true},
+    [CTL_OPT_PENDING] = {"pending", false},
+    [CTL_OPT_TLS_CA] = {"tls-ca", true},
+    [CTL_OPT_TLS_CERT] = {"tls-cert", true},
+    [CTL_OPT_TLS_KEY] = {"tls-key", true},
+    [CTL_OPT_META] = {"meta", true},
+    [CTL_OPT_RPM] = {"rpm", true},
+    [CTL_OPT_TPM] = {"tpm", true},
+    [CTL_OPT_TPH] = {"tph", true},
+    [CTL_OPT_TPD] = {"tpd", true},
+    [CTL_OPT_MODEL] = {"model", true},
 };
+_Static_assert(CTL_OPT_COUNT <= 64, "option bits fit uint64_t");
 
 static int fail(char *err, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -151,7 +166,7 @@ int ctl_args_parse(int argc, char **argv, struct ctl_args *a, char *err, size_t 
     return 0;
 }
 
-int ctl_args_check(const struct ctl_args *a, uint32_t allowed, char *err, size_t cap)
+int ctl_args_check(const struct ctl_args *a, uint64_t allowed, char *err, size_t cap)
 {
     for (int o = 0; o < CTL_OPT_COUNT; o++) {
         if ((a->seen & CTL_OPT_BIT(o)) && !(allowed & CTL_OPT_BIT(o)))

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/methods_watch.h"
 #include "cluster/server.h"
 #include "proto/client.h"
 
@@ -73,19 +74,19 @@ static const char *methods_res_status_name(int s)
     return s >= 0 && s <= 4 ? names[s] : "unknown";
 }
 
-static void pack_kv_str(msgpack_packer *pk, const char *k, const char *v)
+void pack_kv_str(msgpack_packer *pk, const char *k, const char *v)
 {
     rpc_pack_str(pk, k);
     rpc_pack_str(pk, v);
 }
 
-static void pack_kv_int(msgpack_packer *pk, const char *k, int64_t v)
+void pack_kv_int(msgpack_packer *pk, const char *k, int64_t v)
 {
     rpc_pack_str(pk, k);
     msgpack_pack_int64(pk, v);
 }
 
-static void pack_kv_bool(msgpack_packer *pk, const char *k, bool v)
+void pack_kv_bool(msgpack_packer *pk, const char *k, bool v)
 {
     rpc_pack_str(pk, k);
     if (v)
@@ -107,7 +108,7 @@ static void pack_kv_map(msgpack_packer *pk, const char *k, const struct ledger_m
 static void pack_account_fields(msgpack_packer *pk, const struct ledger_account_view *a,
                                 uint32_t extra)
 {
-    msgpack_pack_map(pk, 13 + extra);
+    msgpack_pack_map(pk, 14 + extra);
     pack_kv_str(pk, "name", a->name);
     pack_kv_int(pk, "id", (int64_t)a->id);
     pack_kv_int(pk, "cap_micros", a->cap_micros);
@@ -122,6 +123,7 @@ static void pack_account_fields(msgpack_packer *pk, const struct ledger_account_
     pack_kv_int(pk, "available_micros",
                 a->available_micros == PROTO_UNLIMITED ? -1 : a->available_micros);
     pack_kv_map(pk, "tags", &a->tags);
+    pack_kv_str(pk, "frozen_reason", a->frozen_reason);
 }
 
 static void pack_account(msgpack_packer *pk, const struct ledger_account_view *a)
@@ -196,6 +198,26 @@ static int proto_buf_write(void *data, const char *buf, size_t len)
 }
 
 /* Answer a list query: {key: [items], applied_index, now_ms}. */
+static int read_rate_limit_cb(void *arg, const struct ledger_rate_limit_view *v)
+{
+    struct read_ctx *x = arg;
+    msgpack_packer *pk = &x->item_pk;
+    msgpack_pack_map(pk, 11);
+    pack_kv_str(pk, "account", v->account);
+    pack_kv_str(pk, "meta_key", v->meta_key);
+    pack_kv_str(pk, "meta_value", v->meta_value);
+    pack_kv_int(pk, "rpm", v->rpm);
+    pack_kv_int(pk, "tpm", v->tpm);
+    pack_kv_int(pk, "tph", v->tph);
+    pack_kv_int(pk, "tpd", v->tpd);
+    pack_kv_int(pk, "requests_minute", v->requests_minute);
+    pack_kv_int(pk, "tokens_minute", v->tokens_minute);
+    pack_kv_int(pk, "tokens_hour", v->tokens_hour);
+    pack_kv_int(pk, "tokens_day", v->tokens_day);
+    x->count++;
+    return 0;
+}
+
 static void read_reply_list(struct node *n, struct conn *c, uint32_t id, const char *key,
                             struct read_ctx *x)
 {
@@ -210,191 +232,6 @@ static void read_reply_list(struct node *n, struct conn *c, uint32_t id, const c
     pack_kv_int(&pk, "applied_index", (int64_t)raft_last_applied(&n->raft));
     pack_kv_int(&pk, "now_ms", ledger_now_ms(n->ledger));
     conn_reply_end(c, start);
-}
-
-/* ---- the report query (docs/rpc.md): rows as arrays under `columns` ---- */
-
-/* Room for rows in one answer: a frame, less the envelope and one row's
- * worst case (a transfer with the largest metadata).  Tests of paging build
- * with a tiny page (-DREPORT_PAGE_BYTES=300). */
-#ifndef REPORT_PAGE_BYTES
-#define REPORT_PAGE_BYTES (RPC_FRAME_MAX - (1u << 20))
-#endif
-
-struct report_ctx {
-    struct read_ctx x;
-    int kind;
-    uint32_t group_count;
-    uint64_t offset;      /* first row of this page */
-    uint64_t next_offset; /* 0: no more rows */
-};
-
-static void pack_report_columns(msgpack_packer *pk, int kind, const char *const *keys,
-                                uint32_t kc)
-{
-    static const char *const chargeback[] = {"view", "is_total", "debtor", "debtor_cost_center",
-                                             "creditor", "creditor_cost_center", "postings",
-                                             "amount_micros"};
-    static const char *const spend_tail[] = {"account", "payee", "postings", "amount_micros",
-                                             "overrun_micros"};
-    static const char *const trial[] = {"is_total", "account", "postings", "debit_micros",
-                                        "credit_micros", "net_micros"};
-    static const char *const transfers[] = {"is_total", "id", "ts_ms", "kind", "debit",
-                                            "credit", "amount_micros", "reservation_id",
-                                            "overrun_micros", "metadata"};
-    const char *const *cols = transfers;
-    uint32_t n = sizeof transfers / sizeof *transfers;
-    if (kind == LEDGER_REPORT_CHARGEBACK) {
-        cols = chargeback;
-        n = sizeof chargeback / sizeof *chargeback;
-    } else if (kind == LEDGER_REPORT_TRIAL_BALANCE) {
-        cols = trial;
-        n = sizeof trial / sizeof *trial;
-    } else if (kind == LEDGER_REPORT_SPEND) {
-        uint32_t tail = sizeof spend_tail / sizeof *spend_tail;
-        msgpack_pack_array(pk, 1 + kc + tail);
-        rpc_pack_str(pk, "is_total");
-        for (uint32_t i = 0; i < kc; i++)
-            rpc_pack_str(pk, keys[i]);
-        for (uint32_t i = 0; i < tail; i++)
-            rpc_pack_str(pk, spend_tail[i]);
-        return;
-    }
-    msgpack_pack_array(pk, n);
-    for (uint32_t i = 0; i < n; i++)
-        rpc_pack_str(pk, cols[i]);
-}
-
-static void pack_bool(msgpack_packer *pk, bool v)
-{
-    if (v)
-        msgpack_pack_true(pk);
-    else
-        msgpack_pack_false(pk);
-}
-
-static int read_report_cb(void *arg, const struct ledger_report_row *row)
-{
-    struct report_ctx *r = arg;
-    msgpack_packer *pk = &r->x.item_pk;
-    if (r->x.items->len >= REPORT_PAGE_BYTES) {
-        r->next_offset = r->offset + r->x.count;
-        return 1;
-    }
-    switch (r->kind) {
-    case LEDGER_REPORT_CHARGEBACK:
-        msgpack_pack_array(pk, 8);
-        rpc_pack_str(pk, row->view == LEDGER_REPORT_VIEW_ACCOUNT ? "account" : "cost_center");
-        pack_bool(pk, row->is_total);
-        rpc_pack_str(pk, row->debit);
-        rpc_pack_str(pk, row->debit_cost_center);
-        rpc_pack_str(pk, row->credit);
-        rpc_pack_str(pk, row->credit_cost_center);
-        msgpack_pack_uint64(pk, row->posting_count);
-        msgpack_pack_int64(pk, row->amount_micros);
-        break;
-    case LEDGER_REPORT_SPEND:
-        msgpack_pack_array(pk, 1 + r->group_count + 5);
-        pack_bool(pk, row->is_total);
-        for (uint32_t i = 0; i < r->group_count; i++)
-            rpc_pack_str(pk, i < row->group_count ? row->group[i] : "");
-        rpc_pack_str(pk, row->debit);
-        rpc_pack_str(pk, row->credit);
-        msgpack_pack_uint64(pk, row->posting_count);
-        msgpack_pack_int64(pk, row->amount_micros);
-        msgpack_pack_int64(pk, row->overrun_micros);
-        break;
-    case LEDGER_REPORT_TRIAL_BALANCE:
-        msgpack_pack_array(pk, 6);
-        pack_bool(pk, row->is_total);
-        rpc_pack_str(pk, row->debit);
-        msgpack_pack_uint64(pk, row->posting_count);
-        msgpack_pack_int64(pk, row->debit_micros);
-        msgpack_pack_int64(pk, row->credit_micros);
-        msgpack_pack_int64(pk, row->net_micros);
-        break;
-    default:
-        msgpack_pack_array(pk, 10);
-        pack_bool(pk, row->is_total);
-        msgpack_pack_uint64(pk, row->id);
-        msgpack_pack_int64(pk, row->ts_ms);
-        rpc_pack_str(pk, row->is_total ? "" : proto_kind_name(row->kind));
-        rpc_pack_str(pk, row->debit);
-        rpc_pack_str(pk, row->credit);
-        msgpack_pack_int64(pk, row->amount_micros);
-        msgpack_pack_uint64(pk, row->reservation_id);
-        msgpack_pack_int64(pk, row->overrun_micros);
-        if (row->metadata_len == 0)
-            msgpack_pack_map(pk, 0);
-        else
-            msgpack_pack_bin_body(pk, row->metadata, row->metadata_len); /* raw msgpack */
-        break;
-    }
-    r->x.count++;
-    return 0;
-}
-
-/* report [kind, year, month, [keys], offset?]: one page of the report. */
-static int read_report(struct node *n, struct conn *c, uint32_t id, struct mp_reader *r,
-                       uint32_t count, struct read_ctx *x, struct ledger_error *err)
-{
-    char name[32] = "";
-    const char *s = NULL;
-    uint32_t sl = 0, kc = 0;
-    int64_t y = 0, m = 0;
-    uint64_t offset = 0;
-    char keys[LEDGER_REPORT_GROUP_MAX][PROTO_MAP_KEY_MAX + 1];
-    const char *key_ptrs[LEDGER_REPORT_GROUP_MAX];
-    bool is_bad = (count != 6 && count != 7) || mp_str_read(r, &s, &sl) != MP_OK ||
-                  sl >= sizeof name || mp_int_read(r, &y) != MP_OK ||
-                  mp_int_read(r, &m) != MP_OK || mp_array_read(r, &kc) != MP_OK ||
-                  kc > LEDGER_REPORT_GROUP_MAX;
-    for (uint32_t i = 0; !is_bad && i < kc; i++) {
-        const char *k = NULL;
-        uint32_t kl = 0;
-        is_bad = mp_str_read(r, &k, &kl) != MP_OK || kl > PROTO_MAP_KEY_MAX;
-        if (!is_bad) {
-            memcpy(keys[i], k, kl);
-            keys[i][kl] = '\0';
-            key_ptrs[i] = keys[i];
-        }
-    }
-    if (!is_bad && count == 7)
-        is_bad = mp_uint_read(r, &offset) != MP_OK;
-    if (is_bad) {
-        conn_reply_error(c, id, RPC_E_BAD_REQUEST, "report takes [kind, year, month, [group "
-                         "keys] (at most 8), offset?]");
-        return -1;
-    }
-    memcpy(name, s, sl);
-    int kind = ledger_report_kind_parse(name);
-    if (kind < 0) {
-        conn_reply_error(c, id, RPC_E_BAD_REQUEST, "report kind must be chargeback, spend, "
-                         "trial-balance or transfers");
-        return -1;
-    }
-    struct report_ctx rc = {.x = *x, .kind = kind, .group_count = kc, .offset = offset};
-    msgpack_packer_init(&rc.x.item_pk, rc.x.items, proto_buf_write);
-    int rv = ledger_report_from(n->ledger, kind, (int)y, (int)m, key_ptrs, kc, offset,
-                                read_report_cb, &rc, err);
-    if (rv != 0)
-        return rv;
-    msgpack_packer pk;
-    size_t start;
-    if (!conn_reply_begin(c, id, &start, &pk))
-        return 0;
-    msgpack_pack_map(&pk, rc.next_offset ? 5 : 4);
-    rpc_pack_str(&pk, "columns");
-    pack_report_columns(&pk, kind, key_ptrs, kc);
-    rpc_pack_str(&pk, "rows");
-    msgpack_pack_array(&pk, rc.x.count);
-    msgpack_pack_bin_body(&pk, rc.x.items->data, rc.x.items->len); /* raw append */
-    pack_kv_int(&pk, "applied_index", (int64_t)raft_last_applied(&n->raft));
-    pack_kv_int(&pk, "now_ms", ledger_now_ms(n->ledger));
-    if (rc.next_offset)
-        pack_kv_int(&pk, "next_offset", (int64_t)rc.next_offset);
-    conn_reply_end(c, start);
-    return 0;
 }
 
 /* Run one read query against the local ledger and answer it. */
@@ -427,7 +264,7 @@ static void read_answer(struct node *n, struct conn *c, uint32_t id, const uint8
     msgpack_packer_init(&x.item_pk, &items, proto_buf_write);
 
     if (proto_str_eq(query, "account") || proto_str_eq(query, "accounts") ||
-        proto_str_eq(query, "price")) {
+        proto_str_eq(query, "price") || proto_str_eq(query, "breaker")) {
         if (count != 3 || mp_str_read(&r, &s, &sl) != MP_OK || sl > PROTO_NAME_MAX) {
             conn_reply_error(c, id, RPC_E_BAD_REQUEST, "this query takes one name");
             goto out;
@@ -522,13 +359,49 @@ static void read_answer(struct node *n, struct conn *c, uint32_t id, const uint8
         }
     } else if (proto_str_eq(query, "policy")) {
         struct ledger_policy_view p;
+        int64_t above = PROTO_CAP_NONE;
         rc = ledger_policy_get(n->ledger, &p, &err);
+        if (rc == 0)
+            rc = ledger_approval_get(n->ledger, &above, &err);
         if (rc == 0 && conn_reply_begin(c, id, &start, &pk)) {
-            msgpack_pack_map(&pk, 1);
+            msgpack_pack_map(&pk, 2);
             rpc_pack_str(&pk, "required_metadata");
             msgpack_pack_array(&pk, p.required_count);
             for (uint32_t i = 0; i < p.required_count; i++)
                 rpc_pack_str(&pk, p.required[i]);
+            pack_kv_int(&pk, "approval_above_micros", above);
+            conn_reply_end(c, start);
+        }
+    } else if (proto_str_eq(query, "rate_limits")) {
+        rc = ledger_rate_limit_list(n->ledger, read_rate_limit_cb, &x, &err);
+        if (rc == 0)
+            read_reply_list(n, c, id, "rate_limits", &x);
+    } else if (proto_str_eq(query, "estimate")) {
+        /* [workflow, model]: model "" = any.  A small read: fine "stale". */
+        char workflow[PROTO_TEXT_MAX + 1], model[PROTO_MAP_VALUE_MAX + 1];
+        const char *m = NULL;
+        uint32_t ml = 0;
+        if (count != 4 || mp_str_read(&r, &s, &sl) != MP_OK || sl > PROTO_TEXT_MAX ||
+            mp_str_read(&r, &m, &ml) != MP_OK || ml > PROTO_MAP_VALUE_MAX) {
+            conn_reply_error(c, id, RPC_E_BAD_REQUEST, "estimate takes [workflow, model]");
+            goto out;
+        }
+        memcpy(workflow, s, sl);
+        workflow[sl] = '\0';
+        memcpy(model, m, ml);
+        model[ml] = '\0';
+        struct ledger_estimate_view e;
+        rc = ledger_estimate_get(n->ledger, workflow, model, &e, &err);
+        if (rc == 0 && conn_reply_begin(c, id, &start, &pk)) {
+            msgpack_pack_map(&pk, 8);
+            pack_kv_str(&pk, "workflow", workflow);
+            pack_kv_str(&pk, "model", e.model);
+            pack_kv_int(&pk, "p50_micros", e.p50_micros);
+            pack_kv_int(&pk, "p90_micros", e.p90_micros);
+            pack_kv_int(&pk, "samples", (int64_t)e.samples);
+            pack_kv_int(&pk, "seen", (int64_t)e.seen);
+            pack_kv_int(&pk, "applied_index", (int64_t)raft_last_applied(&n->raft));
+            pack_kv_int(&pk, "now_ms", ledger_now_ms(n->ledger));
             conn_reply_end(c, start);
         }
     } else if (proto_str_eq(query, "journal")) {
@@ -541,9 +414,13 @@ static void read_answer(struct node *n, struct conn *c, uint32_t id, const uint8
         if (rc == 0)
             read_reply_list(n, c, id, "postings", &x);
     } else if (proto_str_eq(query, "report")) {
-        rc = read_report(n, c, id, &r, count, &x, &err);
-        if (rc < 0)
-            goto out;
+        /* Off the loop thread, answered later (reports.c). */
+        reports_read(n, c, id, &r, count, proto_str_eq((struct proto_str){cons, cl}, "linear"));
+        goto out;
+    } else if (proto_str_eq(query, "breaker")) { /* alerting reads: methods_watch.c */
+        rc = methods_watch_breaker(n, c, id, arg, &err);
+    } else if (proto_str_eq(query, "events")) {
+        rc = methods_watch_events(n, c, id, &err);
     } else if (proto_str_eq(query, "periods")) {
         rc = ledger_period_list(n->ledger, read_period_cb, &x, &err);
         if (rc == 0)

@@ -19,7 +19,9 @@
 #include <time.h>
 
 #include "cluster/server.h"
+#include "cluster/webhook.h"
 #include "proto/client.h"
+#include "proto/tls.h"
 
 bool node_is_leader(struct node *n)
 {
@@ -161,6 +163,14 @@ static int node_bootstrap_parse(const char *spec, struct raft_configuration *con
 
 static void node_join_try(uv_timer_t *t);
 
+static void node_join_close(struct node *n)
+{
+    pc_client_close(n->join_client);
+    n->join_client = NULL;
+    ptls_ctx_free(n->join_tls); /* sessions still closing hold a reference */
+    n->join_tls = NULL;
+}
+
 static void node_join_reply(void *arg, const struct pc_reply *reply)
 {
     struct node *n = arg;
@@ -168,8 +178,7 @@ static void node_join_reply(void *arg, const struct pc_reply *reply)
         n->is_joined = true;
         fprintf(stderr, "purserd: joined the cluster as node %llu\n",
                 (unsigned long long)n->opt.id);
-        pc_client_close(n->join_client);
-        n->join_client = NULL;
+        node_join_close(n);
         return;
     }
     fprintf(stderr, "purserd: join: %s%s%s (retrying)\n", reply->code ? reply->code : "",
@@ -209,8 +218,14 @@ static int node_join_start(struct node *n, char *msg, size_t cap)
         snprintf(msg, cap, "--join needs an admin secret in the --auth file");
         return -1;
     }
+    /* Over TLS the member is verified against --tls-ca and this node shows
+     * its own certificate (make-test-certs issues it for both uses). */
+    if (n->opt.tls_cert && ptls_client_ctx_new(n->opt.tls_ca, n->opt.tls_cert, n->opt.tls_key,
+                                               "--tls", &n->join_tls, msg, cap) != 0)
+        return -1;
     struct pc_options o = {.addrs = addrs, .addr_count = 1, .role = "admin", .secret = secret,
-                           .attempt_timeout_ms = 5000, .deadline_ms = 60000};
+                           .attempt_timeout_ms = 5000, .deadline_ms = 60000,
+                           .tls = n->join_tls};
     struct proto_error perr;
     if (pc_client_open(n->loop, &o, &n->join_client, &perr) != 0) {
         snprintf(msg, cap, "--join %s: %s", n->opt.join, perr.message);
@@ -339,8 +354,7 @@ static void node_close_now(uv_timer_t *t)
     uv_close((uv_handle_t *)&n->disk_timer, NULL);
     uv_close((uv_handle_t *)&n->stop_timer, NULL);
     if (n->join_client) {
-        pc_client_close(n->join_client);
-        n->join_client = NULL;
+        node_join_close(n);
         uv_timer_stop(&n->join_timer);
     }
     raft_close(&n->raft, node_raft_closed_cb);
@@ -360,6 +374,7 @@ void node_stop(struct node *n)
     n->is_stopping = true;
     uv_timer_stop(&n->expire_timer);
     uv_timer_stop(&n->disk_timer);
+    webhook_stop(n->webhook); /* outbox delivery (webhook.c) */
     server_stop(n->server);
     uv_timer_init(n->loop, &n->stop_timer);
     n->stop_timer.data = n;

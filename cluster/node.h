@@ -50,6 +50,11 @@ struct node_options {
     char join[NODE_ADDR_MAX]; /* rpc address of a member, or "" */
     bool is_no_auth;
     struct rpc_auth auth;
+    /* --tls-cert/--tls-key (NULL: plain TCP on --rpc), --tls-ca (verify
+     * client certificates; also the CA --join verifies the member with),
+     * --tls-require-client-cert. */
+    const char *tls_cert, *tls_key, *tls_ca;
+    bool is_tls_client_cert_required;
     unsigned election_timeout_ms;
     unsigned heartbeat_timeout_ms;
     unsigned snapshot_threshold;
@@ -63,7 +68,9 @@ struct node_checkpoint {
 
 struct server;
 struct batch;
+struct webhook;
 struct pc_client;
+struct ptls_ctx;
 
 struct node {
     uv_loop_t *loop;
@@ -78,6 +85,7 @@ struct node {
 
     struct server *server;
     struct batch *batch;
+    struct webhook *webhook; /* --webhook-url: outbox delivery (webhook.c), or NULL */
 
     uv_timer_t expire_timer;
     uv_timer_t disk_timer;
@@ -107,6 +115,7 @@ struct node {
 
     /* --join: the client that asks a member to add us. */
     struct pc_client *join_client;
+    struct ptls_ctx *join_tls;         /* its TLS context when --tls-cert */
     uv_timer_t join_timer;
     bool is_joined;
 };

@@ -30,7 +30,7 @@ struct ctl_command {
     const char *summary;
     uint32_t arg_min;
     uint32_t arg_max;
-    uint32_t options;    /* beyond CTL_OPTS_GLOBAL */
+    uint64_t options;    /* beyond CTL_OPTS_GLOBAL */
     ctl_run_fn run;
 };
 
@@ -90,12 +90,37 @@ static const struct ctl_command commands[] = {
     {"price", "list", "", "every model's prices", 0, 0, READ, ctl_price_list},
     {"price", "load", "FILE", "set every model's prices from a price file (prices/default.json)",
      1, 1, MUTATING, ctl_price_load},
-    {"policy", "set", "required-metadata KEY,KEY,...", "metadata keys every charge must carry",
-     1, 2, MUTATING, ctl_policy_set},
-    {"policy", "show", "", "the metadata policy", 0, 0, READ, ctl_policy_show},
+    {"policy", "set", "required-metadata KEY,KEY,... | approval-above USD|none",
+     "metadata keys every charge must carry; the p90 estimate above which an agent needs an "
+     "admin-created grant", 1, 2, MUTATING, ctl_policy_set},
+    {"policy", "show", "", "the metadata policy and the approval threshold", 0, 0, READ,
+     ctl_policy_show},
+    {"limit", "set", "ACCOUNT|--meta KEY=VALUE [--rpm N] [--tpm N] [--tph N] [--tpd N]",
+     "rate limits of an account's subtree or of a metadata value (sliding windows; a limit "
+     "not given is none)", 0, 1, MUTATING | B(META) | B(RPM) | B(TPM) | B(TPH) | B(TPD),
+     ctl_limit_set},
+    {"limit", "clear", "ACCOUNT|--meta KEY=VALUE", "remove a scope's rate limits", 0, 1,
+     MUTATING | B(META), ctl_limit_clear},
+    {"limit", "list", "", "rate limits and what their windows hold now", 0, 0, READ,
+     ctl_limit_list},
+    {"estimate", NULL, "WORKFLOW [--model M]", "p50/p90 cost of a task of WORKFLOW, learned "
+     "from closed grants", 1, 1, READ | B(MODEL), ctl_estimate},
     {"period", "close", "YYYY-MM", "close a month: no posting may land in it after", 1, 1,
      MUTATING, ctl_period_close},
     {"period", "list", "", "closed months", 0, 0, READ, ctl_period_list},
+    {"breaker", "set", "ACCOUNT [--velocity USD/DURATION] [--bedtime HH:MM-HH:MM "
+     "[--bedtime-factor N] [--bedtime-floor USD]]", "freeze ACCOUNT when its spend runs too "
+     "fast, or too far above its usual spend in quiet hours (account's --tz)", 1, 1,
+     MUTATING | B(VELOCITY) | B(BEDTIME) | B(BEDTIME_FACTOR) | B(BEDTIME_FLOOR), ctl_breaker_set},
+    {"breaker", "clear", "ACCOUNT", "remove ACCOUNT's breaker", 1, 1, MUTATING,
+     ctl_breaker_clear},
+    {"breaker", "show", "ACCOUNT", "ACCOUNT's breaker, its counters, thresholds and frozen "
+     "reason", 1, 1, READ, ctl_breaker_show},
+    {"alert", "set", "ACCOUNT PCT,PCT,...|none|default", "spend thresholds in percent of "
+     "ACCOUNT's cap (default 50,80,100); each fires an event once per period", 2, 2, MUTATING,
+     ctl_alert_set},
+    {"events", NULL, "[--pending]", "the event outbox: events not yet delivered to the webhook",
+     0, 0, READ | B(PENDING), ctl_events},
     {"report", NULL, "chargeback|spend|trial-balance|transfers --month YYYY-MM "
      "[--group-by KEY,...] [--format table|csv|json|xlsx|focus] [--out FILE] "
      "[--view account|cost_center]", "a month's report (UTC); spend groups by metadata keys; "
@@ -107,7 +132,7 @@ static const struct ctl_command commands[] = {
 
 static const char global_usage[] =
     "usage: purserctl [--cluster ADDR[,ADDR...]] [--auth FILE] [--json] [--timeout DUR] "
-    "[--verbose] COMMAND ...\n";
+    "[--verbose] [--tls-ca PEM [--tls-cert PEM --tls-key PEM]] COMMAND ...\n";
 
 static const char global_help[] =
     "\n"
@@ -118,6 +143,10 @@ static const char global_help[] =
     "  --json                machine-readable output, amounts as *_micros integers\n"
     "  --timeout DUR         give up after DUR (default 10s)\n"
     "  --verbose, -v         say more on stderr (e.g. the idempotency key)\n"
+    "  --tls-ca PEM          speak TLS to the cluster; verify nodes against this CA\n"
+    "                        (or PURSER_TLS_CA)\n"
+    "  --tls-cert, --tls-key PEM  a client certificate to present (or PURSER_TLS_CERT,\n"
+    "                        PURSER_TLS_KEY)\n"
     "  --key K               idempotency key of a mutating command (default: a random one)\n"
     "  --stale               reads: answer from any node's applied state\n"
     "  --help, -h / --version\n"

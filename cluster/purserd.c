@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cluster/node.h"
+#include "cluster/webhook.h"
 
 #define PURSERD_VERSION "purserd 0.1.0"
 
@@ -20,6 +21,8 @@ static void usage(FILE *f)
             "               [--bootstrap ID@RAFTADDR/RPCADDR,... | --join RPCADDR]\n"
             "               [--auth FILE | --no-auth] [--election-timeout-ms MS]\n"
             "               [--snapshot-threshold N] [--raft-bind HOST:PORT]\n"
+            "               [--tls-cert PEM --tls-key PEM [--tls-ca PEM]\n"
+            "                [--tls-require-client-cert]]\n"
             "               [--help] [--version]\n"
             "\n"
             "  --id N              this node's id (> 0), unique in the cluster\n"
@@ -35,7 +38,19 @@ static void usage(FILE *f)
             "                      (ignored, like --bootstrap, when DIR holds data)\n"
             "  --auth FILE         lines \"ROLE SECRET\" (admin, gateway, reader);\n"
             "                      also PURSER_AUTH\n"
-            "  --no-auth           accept any client: loopback experiments only\n");
+            "  --no-auth           accept any client: loopback experiments only\n"
+            "  --webhook-url URL   the leader POSTs alert events (thresholds, breakers)\n"
+            "                      here, signed (X-Purser-Signature: sha256=HMAC)\n"
+            "  --webhook-secret FILE\n"
+            "                      the HMAC-SHA256 key, read from FILE (required with\n"
+            "                      --webhook-url; never given on the command line)\n"
+            "  --tls-cert, --tls-key PEM\n"
+            "                      the RPC port speaks TLS only (raft traffic does not:\n"
+            "                      keep --raft on a private network or loopback)\n"
+            "  --tls-ca PEM        verify client certificates that are presented (and\n"
+            "                      the member --join talks to) against this CA\n"
+            "  --tls-require-client-cert\n"
+            "                      refuse clients without a certificate (needs --tls-ca)\n");
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -65,7 +80,19 @@ int main(int argc, char **argv)
     o.snapshot_threshold = 16384;
     o.snapshot_trailing = 8192;
     const char *auth_path = getenv("PURSER_AUTH");
-    enum { OPT_ELECTION = 1000, OPT_SNAPSHOT, OPT_NO_AUTH, OPT_RAFT_BIND };
+    const char *webhook_url = NULL, *webhook_secret = NULL;
+    enum {
+        OPT_ELECTION = 1000,
+        OPT_SNAPSHOT,
+        OPT_NO_AUTH,
+        OPT_RAFT_BIND,
+        OPT_WEBHOOK_URL,
+        OPT_WEBHOOK_SECRET,
+        OPT_TLS_CERT,
+        OPT_TLS_KEY,
+        OPT_TLS_CA,
+        OPT_TLS_REQUIRE,
+    };
     static const struct option opts[] = {
         {"id", required_argument, NULL, 'i'},
         {"raft", required_argument, NULL, 'r'},
@@ -76,8 +103,14 @@ int main(int argc, char **argv)
         {"join", required_argument, NULL, 'j'},
         {"auth", required_argument, NULL, 'a'},
         {"no-auth", no_argument, NULL, OPT_NO_AUTH},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"tls-ca", required_argument, NULL, OPT_TLS_CA},
+        {"tls-require-client-cert", no_argument, NULL, OPT_TLS_REQUIRE},
         {"election-timeout-ms", required_argument, NULL, OPT_ELECTION},
         {"snapshot-threshold", required_argument, NULL, OPT_SNAPSHOT},
+        {"webhook-url", required_argument, NULL, OPT_WEBHOOK_URL},
+        {"webhook-secret", required_argument, NULL, OPT_WEBHOOK_SECRET},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -97,8 +130,14 @@ int main(int argc, char **argv)
         case 'j': rc = copy_flag(o.join, sizeof o.join, optarg, "--join"); break;
         case 'a': auth_path = optarg; break;
         case OPT_NO_AUTH: o.is_no_auth = true; break;
+        case OPT_TLS_CERT: o.tls_cert = optarg; break;
+        case OPT_TLS_KEY: o.tls_key = optarg; break;
+        case OPT_TLS_CA: o.tls_ca = optarg; break;
+        case OPT_TLS_REQUIRE: o.is_tls_client_cert_required = true; break;
         case OPT_ELECTION: o.election_timeout_ms = (unsigned)strtoul(optarg, NULL, 10); break;
         case OPT_SNAPSHOT: o.snapshot_threshold = (unsigned)strtoul(optarg, NULL, 10); break;
+        case OPT_WEBHOOK_URL: webhook_url = optarg; break;
+        case OPT_WEBHOOK_SECRET: webhook_secret = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': puts(PURSERD_VERSION); return 0;
         default: usage(stderr); return 2;
@@ -123,8 +162,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "purserd: --bootstrap and --join exclude each other\n");
         return 2;
     }
+    if (webhook_secret && !webhook_url) {
+        fprintf(stderr, "purserd: --webhook-secret needs --webhook-url\n");
+        return 2;
+    }
     if (o.election_timeout_ms < 100 || o.election_timeout_ms > 60000) {
         fprintf(stderr, "purserd: --election-timeout-ms must be 100..60000\n");
+        return 2;
+    }
+    if (!o.tls_cert != !o.tls_key) {
+        fprintf(stderr, "purserd: --tls-cert and --tls-key go together\n");
+        return 2;
+    }
+    if (o.tls_ca && !o.tls_cert) {
+        fprintf(stderr, "purserd: --tls-ca needs --tls-cert and --tls-key\n");
+        return 2;
+    }
+    if (o.is_tls_client_cert_required && !o.tls_ca) {
+        fprintf(stderr, "purserd: --tls-require-client-cert needs --tls-ca\n");
+        return 2;
+    }
+    if (o.tls_cert && o.join[0] && !o.tls_ca) {
+        fprintf(stderr, "purserd: --join with TLS needs --tls-ca to verify the member\n");
         return 2;
     }
     o.heartbeat_timeout_ms = o.election_timeout_ms / 10;
@@ -155,13 +214,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "purserd: %s\n", msg);
         return 1;
     }
+    if (webhook_url && webhook_start(&n, webhook_url, webhook_secret, msg, sizeof msg) != 0) {
+        fprintf(stderr, "purserd: %s\n", msg);
+        return 2;
+    }
     uv_signal_init(loop, &n.sigterm);
     uv_signal_init(loop, &n.sigint);
     n.sigterm.data = n.sigint.data = &n;
     uv_signal_start(&n.sigterm, on_signal, SIGTERM);
     uv_signal_start(&n.sigint, on_signal, SIGINT);
-    fprintf(stderr, "purserd: node %llu raft %s rpc %s data %s\n", (unsigned long long)o.id,
-            o.raft_addr, o.rpc_addr, o.data_dir);
+    fprintf(stderr, "purserd: node %llu raft %s rpc %s%s data %s\n", (unsigned long long)o.id,
+            o.raft_addr, o.rpc_addr, o.tls_cert ? " (TLS)" : "", o.data_dir);
     uv_run(loop, UV_RUN_DEFAULT);
     return 0;
 }

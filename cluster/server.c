@@ -8,6 +8,7 @@
  * Bad input never takes the node down: an oversized or undecodable frame
  * closes that one connection; a malformed request gets BAD_REQUEST.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -16,6 +17,7 @@
 
 static void conn_free(struct conn *c)
 {
+    ptls_free(c->tls);
     rpc_framer_free(&c->framer);
     proto_buf_free(&c->out);
     free(c);
@@ -148,6 +150,54 @@ static void server_write_cb(uv_write_t *req, int status)
     free(req);
 }
 
+/* ---- TLS hooks (proto/tls.h does the work) ---- */
+
+static void conn_tls_log(const struct conn *c, const char *msg)
+{
+    struct sockaddr_storage sa;
+    int len = sizeof sa;
+    char ip[64] = "?";
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &len) == 0 &&
+        sa.ss_family == AF_INET)
+        uv_ip4_name((const struct sockaddr_in *)&sa, ip, sizeof ip);
+    fprintf(stderr, "purserd: rpc connection from %s dropped: %s\n", ip, msg);
+}
+
+/* Replace the plaintext in c->out with the bytes for the socket. */
+static int conn_tls_seal(struct conn *c)
+{
+    char msg[PTLS_MESSAGE_MAX];
+    if (ptls_seal(c->tls, &c->out, msg, sizeof msg) == 0)
+        return 0;
+    c->out.len = 0;
+    conn_tls_log(c, msg);
+    return -1;
+}
+
+/* Bytes read: *data and *len become the plaintext they complete. */
+static int conn_tls_recv(struct conn *c, const char **data, size_t *len)
+{
+    char msg[PTLS_MESSAGE_MAX];
+    struct proto_buf *plain = &c->srv->tls_plain;
+    plain->len = 0;
+    if (ptls_recv(c->tls, *data, *len, plain, msg, sizeof msg) != 0) {
+        conn_tls_log(c, msg);
+        /* Best effort: the alert that tells the peer why, before hanging up. */
+        c->out.len = 0;
+        if (ptls_seal(c->tls, &c->out, msg, sizeof msg) == 0 && c->out.len > 0) {
+            uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+            (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        }
+        c->out.len = 0;
+        return -1;
+    }
+    if (ptls_has_output(c->tls))
+        conn_queue(c); /* a handshake answer, or the challenge held until now */
+    *data = plain->data;
+    *len = plain->len;
+    return 0;
+}
+
 /* Write everything queued on every connection: one write each. */
 static void server_flush_writes(struct server *s)
 {
@@ -157,6 +207,8 @@ static void server_flush_writes(struct server *s)
         struct conn *next = c->next_queued;
         c->is_queued = false;
         c->next_queued = NULL;
+        if (!c->is_closing && c->tls && conn_tls_seal(c) != 0)
+            conn_close(c);
         if (!c->is_closing && c->out.len > 0) {
             uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
             int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -324,9 +376,15 @@ static void server_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
         conn_close(c);
         return;
     }
-    if (nread == 0)
+    const char *data = buf->base;
+    size_t data_len = (size_t)nread;
+    if (c->tls && conn_tls_recv(c, &data, &data_len) != 0) {
+        conn_close(c);
         return;
-    if (rpc_framer_feed(&c->framer, buf->base, (size_t)nread) != 0) {
+    }
+    if (data_len == 0)
+        return;
+    if (rpc_framer_feed(&c->framer, data, data_len) != 0) {
         conn_close(c);
         return;
     }
@@ -376,6 +434,12 @@ static void server_accept_cb(uv_stream_t *listener, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
+    char msg[PTLS_MESSAGE_MAX];
+    if (s->tls_ctx && !(c->tls = ptls_new(s->tls_ctx, NULL, msg, sizeof msg))) {
+        c->is_closing = true;
+        uv_close((uv_handle_t *)&c->tcp, conn_closed_cb);
+        return;
+    }
     c->next = s->conns;
     if (s->conns)
         s->conns->prev = c;
@@ -394,6 +458,11 @@ int server_start(struct node *n, char *msg, size_t cap)
     }
     s->node = n;
     n->server = s;
+    proto_buf_init(&s->tls_plain);
+    if (n->opt.tls_cert && ptls_server_ctx_new(n->opt.tls_cert, n->opt.tls_key, n->opt.tls_ca,
+                                               n->opt.is_tls_client_cert_required, &s->tls_ctx,
+                                               msg, cap) != 0)
+        return -1;
     char host[NODE_ADDR_MAX];
     int port = 0;
     if (rpc_addr_parse(n->opt.rpc_addr, host, sizeof host, &port) != 0) {
@@ -430,4 +499,6 @@ void server_stop(struct server *s)
     uv_close((uv_handle_t *)&s->check, NULL);
     while (s->conns)
         conn_close(s->conns);
+    ptls_ctx_free(s->tls_ctx); /* open sessions hold their own reference */
+    s->tls_ctx = NULL;
 }

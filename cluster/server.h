@@ -12,6 +12,7 @@
 #include "cluster/hello.h" /* enum conn_role */
 #include "cluster/node.h"
 #include "proto/mp.h"
+#include "proto/tls.h"
 
 struct conn {
     uv_tcp_t tcp;
@@ -27,6 +28,7 @@ struct conn {
     uint32_t refs;             /* 1 for the open socket + 1 per held call */
     uint32_t reply_id;         /* msgid of the answer being packed */
     bool is_closing;
+    struct ptls *tls;          /* NULL: plain TCP */
 };
 
 struct server {
@@ -37,6 +39,8 @@ struct server {
     struct conn *queued;       /* connections with output */
     uint64_t conn_count;
     bool is_stopping;
+    struct ptls_ctx *tls_ctx;  /* --tls-cert: every connection speaks TLS */
+    struct proto_buf tls_plain; /* one read's plaintext */
 };
 
 /* A call in progress: where its answer goes. */
@@ -70,9 +74,17 @@ struct method_def {
     int role_min;            /* enum conn_role */
 };
 const struct method_def *methods_find(struct proto_str name);
+/* Pack one key and its value into an answer map (methods.c). */
+void pack_kv_str(msgpack_packer *pk, const char *k, const char *v);
+void pack_kv_int(msgpack_packer *pk, const char *k, int64_t v);
+void pack_kv_bool(msgpack_packer *pk, const char *k, bool v);
 /* End-of-turn work owned by methods.c (grouped barriers for reads). */
 void methods_flush(struct node *n);
 void methods_fail_all(struct node *n, const char *code, const char *message);
+/* reports.c: the `report` read, after its query and consistency; it answers
+ * later, from a copy of the ledger read on a worker thread. */
+void reports_read(struct node *n, struct conn *c, uint32_t id, struct mp_reader *params,
+                  uint32_t count, bool is_linear);
 
 /* batch.c */
 int batch_init(struct node *n);

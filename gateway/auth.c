@@ -34,6 +34,22 @@ void gw_reply_unavailable(struct gw_call *c, const char *message)
                    NULL);
 }
 
+/* The ledger names why an account is frozen at the end of its refusal,
+ * "... is frozen (reason: velocity)": velocity, bedtime (circuit breakers) or
+ * an admin's text.  Without it the reason is "admin". */
+static void gw_auth_frozen_reason(const char *message, json_t *extra)
+{
+    static const char tag[] = "(reason: ";
+    const char *p = strstr(message, tag);
+    const char *end = p ? strrchr(p, ')') : NULL;
+    if (!p || !end) {
+        json_object_set_new(extra, "reason", json_string("admin"));
+        return;
+    }
+    p += sizeof tag - 1;
+    json_object_set_new(extra, "reason", json_stringn(p, (size_t)(end - p)));
+}
+
 void gw_reply_refusal(struct gw_call *c, const struct proto_result *r, int64_t requested)
 {
     json_t *extra = json_object();
@@ -52,6 +68,7 @@ void gw_reply_refusal(struct gw_call *c, const struct proto_result *r, int64_t r
         status = 402;
         type = "account_frozen";
         json_object_set_new(extra, "account", json_string(r->name));
+        gw_auth_frozen_reason(r->message, extra);
         break;
     case PROTO_ERR_CLOSED:
         status = 402;
@@ -75,6 +92,23 @@ void gw_reply_refusal(struct gw_call *c, const struct proto_result *r, int64_t r
     case PROTO_ERR_CONFLICT:
         status = 409;
         type = "conflict";
+        break;
+    case PROTO_ERR_RATE_LIMITED: {
+        /* The ledger says when the window has room; whole seconds, rounded up. */
+        char v[32];
+        int64_t ms = r->retry_after_ms > 0 ? r->retry_after_ms : 1;
+        snprintf(v, sizeof v, "%lld", (long long)((ms + 999) / 1000));
+        gw_add_header(c, "retry-after", v);
+        status = 429;
+        type = "rate_limited";
+        json_object_set_new(extra, "scope", json_string(r->name));
+        json_object_set_new(extra, "retry_after_ms", json_integer(ms));
+        break;
+    }
+    case PROTO_ERR_APPROVAL_REQUIRED:
+        status = 402;
+        type = "approval_required";
+        json_object_set_new(extra, "p90_micros", json_integer(r->amount_micros));
         break;
     default:
         break;

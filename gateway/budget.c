@@ -1,6 +1,7 @@
 /*
  * budget.c — the budget API (API.md) for runtimes that call providers
- * themselves: reservations, commit, release, accounts, grants, transfers.
+ * themselves: reservations, commit, release, accounts, grants, transfers,
+ * and the estimate of a workflow's task cost.
  *
  * Every call is authenticated like a proxied one and confined to the key's
  * subtree: a reservation or grant is read first and must belong to it, a
@@ -178,6 +179,25 @@ static void gw_budget_account_read(struct gw_call *c, int status, const uint8_t 
     gw_reply_json(c, 200, doc);
 }
 
+/* POST /v1/budget/estimate: the p50/p90 of a task of a workflow. */
+static void gw_budget_estimate_read(struct gw_call *c, int status, const uint8_t *map,
+                                    size_t len)
+{
+    if (status == 2) {
+        gw_reply_unavailable(c, NULL);
+        return;
+    }
+    json_t *doc = status == 0 ? gw_map_to_json(map, len) : NULL;
+    if (!doc) {
+        gw_reply_error(c, 400, "invalid_request", "the ledger refused this estimate", NULL);
+        return;
+    }
+    json_object_del(doc, "applied_index");
+    json_object_del(doc, "now_ms");
+    json_object_del(doc, "seen");
+    gw_reply_json(c, 200, doc);
+}
+
 static void gw_budget_authed(struct gw_call *c)
 {
     struct gw_budget *b = c->ctx;
@@ -199,6 +219,11 @@ static void gw_budget_authed(struct gw_call *c)
     case GW_B_GRANT_CLOSE:
         gw_ledger_read(c, "grant", NULL, b->id, true, gw_budget_owned);
         return;
+    case GW_B_ESTIMATE: {
+        const char *args[2] = {b->workflow, b->model};
+        gw_ledger_read_strs(c, "estimate", args, 2, gw_budget_estimate_read);
+        return;
+    }
     default:
         break;
     }

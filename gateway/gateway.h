@@ -162,6 +162,9 @@ void gw_ledger_policy(struct gw_call *c, gw_policy_cb cb);
 typedef void (*gw_read_cb)(struct gw_call *c, int status, const uint8_t *map, size_t len);
 void gw_ledger_read(struct gw_call *c, const char *query, const char *str_arg, uint64_t id_arg,
                     bool has_id, gw_read_cb cb);
+/* The same with any number of string args ([query, "linear", args...]). */
+void gw_ledger_read_strs(struct gw_call *c, const char *query, const char *const *args,
+                         uint32_t count, gw_read_cb cb);
 /* Apply a command; cb gets PC_* status and the result. */
 typedef void (*gw_apply_cb)(struct gw_call *c, int status, const struct proto_result *r,
                             const char *message);

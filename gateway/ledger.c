@@ -193,6 +193,29 @@ static void gw_read_done(void *arg, const struct pc_reply *r)
     gw_call_release(c);
 }
 
+/* Send read params (consumed) to the leader; cb gets the answer. */
+static void gw_ledger_read_send(struct gw_call *c, struct proto_buf *params, gw_read_cb cb)
+{
+    struct gw_read *rd = calloc(1, sizeof *rd);
+    if (!rd || !params->data) {
+        free(rd);
+        proto_buf_free(params);
+        cb(c, 2, NULL, 0);
+        return;
+    }
+    rd->call = c;
+    rd->cb = cb;
+    rd->start_ns = gw_now_ns();
+    gw_call_hold(c);
+    if (pc_call(c->gw->client, PC_TARGET_LEADER, "read", params->data, params->len, true,
+                gw_read_done, rd) != 0) {
+        free(rd);
+        gw_call_release(c);
+        cb(c, 2, NULL, 0);
+    }
+    proto_buf_free(params);
+}
+
 void gw_ledger_read(struct gw_call *c, const char *query, const char *str_arg, uint64_t id_arg,
                     bool has_id, gw_read_cb cb)
 {
@@ -225,24 +248,27 @@ void gw_ledger_read(struct gw_call *c, const char *query, const char *str_arg, u
             h[1 + i] = (uint8_t)(id_arg >> (56 - 8 * i));
         proto_buf_append(&params, h, 9);
     }
-    struct gw_read *rd = calloc(1, sizeof *rd);
-    if (!rd || !params.data) {
-        free(rd);
-        proto_buf_free(&params);
-        cb(c, 2, NULL, 0);
-        return;
-    }
-    rd->call = c;
-    rd->cb = cb;
-    rd->start_ns = gw_now_ns();
-    gw_call_hold(c);
-    if (pc_call(c->gw->client, PC_TARGET_LEADER, "read", params.data, params.len, true,
-                gw_read_done, rd) != 0) {
-        free(rd);
-        gw_call_release(c);
-        cb(c, 2, NULL, 0);
-    }
-    proto_buf_free(&params);
+    gw_ledger_read_send(c, &params, cb);
+}
+
+static int gw_params_write(void *data, const char *buf, size_t len)
+{
+    return proto_buf_append(data, buf, len) == 0 ? 0 : -1;
+}
+
+void gw_ledger_read_strs(struct gw_call *c, const char *query, const char *const *args,
+                         uint32_t count, gw_read_cb cb)
+{
+    struct proto_buf params;
+    proto_buf_init(&params);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &params, gw_params_write);
+    msgpack_pack_array(&pk, 2 + count);
+    rpc_pack_str(&pk, query);
+    rpc_pack_str(&pk, "linear");
+    for (uint32_t i = 0; i < count; i++)
+        rpc_pack_str(&pk, args[i]);
+    gw_ledger_read_send(c, &params, cb);
 }
 
 /* ---- keys ---- */

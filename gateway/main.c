@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "gateway/gateway.h"
+#include "proto/tls.h"
 
 #define GW_VERSION "purser-gateway 0.1.0"
 
@@ -17,13 +18,19 @@ static void gw_usage(FILE *f)
 {
     fprintf(f, "usage: purser-gateway --listen HOST:PORT --cluster RPCADDR[,RPCADDR...]\n"
                "                      [--config FILE] [--auth FILE] [--tls-cert PEM --tls-key PEM]\n"
+               "                      [--cluster-tls-ca PEM [--cluster-tls-cert PEM\n"
+               "                       --cluster-tls-key PEM]]\n"
                "                      [--help] [--version]\n"
                "\n"
                "  --listen HOST:PORT   HTTP address (numeric IPv4)\n"
                "  --cluster ADDRS      purserd RPC addresses (or PURSER_CLUSTER)\n"
                "  --config FILE        routing: upstreams and models (JSON, API.md)\n"
                "  --auth FILE          the gateway role's secret (or PURSER_AUTH)\n"
-               "  --tls-cert, --tls-key  terminate TLS (HTTP/2 and HTTP/1.1 by ALPN)\n");
+               "  --tls-cert, --tls-key  terminate TLS (HTTP/2 and HTTP/1.1 by ALPN)\n"
+               "  --cluster-tls-ca PEM  speak TLS to purserd's RPC port; verify nodes\n"
+               "                       against this CA (or PURSER_CLUSTER_TLS_CA)\n"
+               "  --cluster-tls-cert, --cluster-tls-key PEM\n"
+               "                       a client certificate for the cluster\n");
 }
 
 static void gw_probe_done(void *arg, const struct pc_reply *r)
@@ -59,10 +66,16 @@ int main(int argc, char **argv)
     const char *listen = NULL, *cluster = getenv("PURSER_CLUSTER"), *config = NULL;
     const char *auth_path = getenv("PURSER_AUTH");
     const char *tls_cert = NULL, *tls_key = NULL;
+    /* TLS to the cluster (the RPC client), apart from the HTTP listener's. */
+    const char *cluster_ca = getenv("PURSER_CLUSTER_TLS_CA");
+    const char *cluster_cert = NULL, *cluster_key = NULL;
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'}, {"cluster", required_argument, NULL, 'c'},
         {"config", required_argument, NULL, 'f'}, {"auth", required_argument, NULL, 'a'},
         {"tls-cert", required_argument, NULL, 'C'}, {"tls-key", required_argument, NULL, 'K'},
+        {"cluster-tls-ca", required_argument, NULL, 'A'},
+        {"cluster-tls-cert", required_argument, NULL, 'E'},
+        {"cluster-tls-key", required_argument, NULL, 'Y'},
         {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     int opt;
@@ -74,6 +87,9 @@ int main(int argc, char **argv)
         case 'a': auth_path = optarg; break;
         case 'C': tls_cert = optarg; break;
         case 'K': tls_key = optarg; break;
+        case 'A': cluster_ca = optarg; break;
+        case 'E': cluster_cert = optarg; break;
+        case 'Y': cluster_key = optarg; break;
         case 'h': gw_usage(stdout); return 0;
         case 'V': puts(GW_VERSION); return 0;
         default: gw_usage(stderr); return 2;
@@ -115,8 +131,21 @@ int main(int argc, char **argv)
     for (char *save = NULL, *a = strtok_r(addr_buf, ",", &save); a && n < PC_NODES_MAX;
          a = strtok_r(NULL, ",", &save))
         addrs[n++] = a;
+    static struct ptls_ctx *cluster_tls;
+    if (cluster_ca && !cluster_ca[0])
+        cluster_ca = NULL;
+    if ((cluster_cert || cluster_key) && !cluster_ca) {
+        fprintf(stderr, "purser-gateway: --cluster-tls-cert/--cluster-tls-key need "
+                        "--cluster-tls-ca\n");
+        return 2;
+    }
+    if (cluster_ca && ptls_client_ctx_new(cluster_ca, cluster_cert, cluster_key, "--cluster-tls",
+                                          &cluster_tls, msg, sizeof msg) != 0) {
+        fprintf(stderr, "purser-gateway: %s\n", msg);
+        return 2;
+    }
     struct pc_options o = {.addrs = addrs, .addr_count = n, .role = "gateway", .secret = secret,
-                           .attempt_timeout_ms = 2000, .deadline_ms = 5000};
+                           .attempt_timeout_ms = 2000, .deadline_ms = 5000, .tls = cluster_tls};
     struct proto_error perr;
     if (pc_client_open(g.loop, &o, &g.client, &perr) != 0) {
         fprintf(stderr, "purser-gateway: --cluster: %s\n", perr.message);
@@ -139,8 +168,8 @@ int main(int argc, char **argv)
     g.sigterm.data = g.sigint.data = &g;
     uv_signal_start(&g.sigterm, gw_on_signal, SIGTERM);
     uv_signal_start(&g.sigint, gw_on_signal, SIGINT);
-    fprintf(stderr, "purser-gateway: listening on %s, cluster %s, %u models\n", listen, cluster,
-            g.config.model_count);
+    fprintf(stderr, "purser-gateway: listening on %s, cluster %s%s, %u models\n", listen, cluster,
+            cluster_tls ? " (TLS)" : "", g.config.model_count);
     uv_run(g.loop, UV_RUN_DEFAULT);
     gw_log_flush();
     return 0;

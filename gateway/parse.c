@@ -246,6 +246,8 @@ int gw_parse_budget_path(const char *path_in, size_t len, bool is_post, struct g
         b->op = GW_B_GRANT;
     else if (is_post && strcmp(rest, "transfers") == 0)
         b->op = GW_B_TRANSFER;
+    else if (is_post && strcmp(rest, "estimate") == 0)
+        b->op = GW_B_ESTIMATE;
     else if (is_post && sscanf(rest, "reservations/%llu/%31s", &id, tail) == 2 &&
              (strcmp(tail, "commit") == 0 || strcmp(tail, "release") == 0))
         b->op = strcmp(tail, "commit") == 0 ? GW_B_COMMIT : GW_B_RELEASE;
@@ -317,6 +319,31 @@ static int gw_body_meta(struct gw_budget *b, char *msg, size_t cap)
     return 0;
 }
 
+/* POST /v1/budget/estimate: {workflow, model?, prompt_bytes?, max_tokens?}.
+ * The two sizes are checked and accepted for callers that send them; the
+ * estimate itself is per task (learned from closed grants). */
+static int gw_body_estimate(struct gw_budget *b, char *msg, size_t cap)
+{
+    int rc = gw_parse_body_str(b->body, "workflow", b->workflow, sizeof b->workflow, msg, cap);
+    if (rc != 0 || b->workflow[0] == '\0') {
+        if (rc >= 0)
+            snprintf(msg, cap, "workflow is required");
+        return -1;
+    }
+    if (gw_parse_body_str(b->body, "model", b->model, sizeof b->model, msg, cap) < 0)
+        return -1;
+    static const char *const sizes[] = {"prompt_bytes", "max_tokens"};
+    for (size_t i = 0; i < 2; i++) {
+        int64_t v = 0;
+        rc = gw_body_int(b->body, sizes[i], &v, msg, cap);
+        if (rc < 0 || (rc == 0 && v < 0)) {
+            snprintf(msg, cap, "%s must be a non-negative integer", sizes[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int gw_parse_budget_body(struct gw_budget *b, bool is_post, const char *body, size_t len,
                          char *msg, size_t cap)
 {
@@ -362,6 +389,8 @@ int gw_parse_budget_body(struct gw_budget *b, bool is_post, const char *body, si
     if (rc == 0 && b->op == GW_B_GRANT &&
         gw_parse_body_str(b->body, "workflow", b->workflow, sizeof b->workflow, msg, cap) < 0)
         rc = -1;
+    if (rc == 0 && b->op == GW_B_ESTIMATE)
+        rc = gw_body_estimate(b, msg, cap);
     if (rc == 0 && gw_body_meta(b, msg, cap) != 0)
         rc = -1;
     if (rc != 0) {

@@ -75,6 +75,7 @@ enum gw_budget_op {
     GW_B_GRANT,
     GW_B_GRANT_CLOSE,
     GW_B_TRANSFER,
+    GW_B_ESTIMATE,
 };
 
 /* One budget API call, as parsed from its path and body. */
@@ -87,6 +88,7 @@ struct gw_budget {
     int64_t ttl_ms;
     char name2[PROTO_NAME_MAX + 1]; /* payee / credit / parent */
     char workflow[PROTO_TEXT_MAX + 1];
+    char model[PROTO_TEXT_MAX + 1]; /* estimate: "" = any */
     struct proto_map body_meta; /* views into body */
 };
 
@@ -96,13 +98,14 @@ struct gw_budget {
 /* Route "/v1/budget/<rest>" (len bytes, not NUL-terminated; a NUL inside
  * ends the comparison) into b->op, b->id and b->path_arg.  POST:
  * reservations, grants, transfers, reservations/<id>/commit|release,
- * grants/<id>/close; GET: accounts/<name>.  Returns 0 or -1 (no such
+ * grants/<id>/close, estimate; GET: accounts/<name>.  Returns 0 or -1 (no such
  * endpoint). */
 int gw_parse_budget_path(const char *path, size_t len, bool is_post, struct gw_budget *b);
 
 /* Parse the body of the call routed into b->op (a POST's body only; an
  * empty one is no body): the amount (actual_micros for commit), ttl_ms,
- * payee, credit and kind, workflow and metadata.  On success b->body holds
+ * payee, credit and kind, workflow and metadata; for estimate: workflow
+ * (required), model, prompt_bytes and max_tokens (integers >= 0).  On success b->body holds
  * the document (the caller json_decrefs it); on failure it is NULL and msg
  * says why.  Returns 0 or -1. */
 int gw_parse_budget_body(struct gw_budget *b, bool is_post, const char *body, size_t len,

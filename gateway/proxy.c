@@ -45,6 +45,7 @@ struct gw_proxy {
     int64_t reserved_micros;
     int64_t remaining_micros;    /* room the reserve left (PROTO_UNLIMITED: none) */
     int64_t cost_micros;         /* what the commit posts */
+    int64_t tokens;              /* the call's actual tokens, for rate limits (0: unknown) */
     bool is_release;             /* settling by release instead */
     char hint_usd[32];           /* X-Budget-Hint, normalized, kept as metadata */
     int settle_tries;
@@ -164,6 +165,7 @@ static void gw_proxy_settle_write(struct gw_call *c)
         cmd.type = PROTO_CMD_COMMIT;
         cmd.u.commit.reservation_id = p->reservation_id;
         cmd.u.commit.actual_micros = p->cost_micros;
+        cmd.u.commit.tokens = p->tokens; /* rate limits: the actual tokens */
         snprintf(key, sizeof key, "gw-commit-%llu", (unsigned long long)p->reservation_id);
     }
     cmd.key = proto_str_c(key);
@@ -346,6 +348,7 @@ static void gw_proxy_on_done(void *arg, int error, const char *message)
     if (p->is_streaming_out) {
         /* Metered from the events seen; unknown usage: the whole hold. */
         int64_t cost = p->sse.usage.has_usage ? gw_usage_cost(&p->price, &p->sse.usage) : -1;
+        p->tokens = gw_usage_tokens(&p->sse.usage);
         if (cost < 0 || cost > PROTO_AMOUNT_MAX)
             cost = p->reserved_micros;
         gw_proxy_commit(c, cost);
@@ -362,8 +365,10 @@ static void gw_proxy_on_done(void *arg, int error, const char *message)
         struct gw_usage u;
         memset(&u, 0, sizeof u);
         int64_t cost = -1;
-        if (gw_usage_from_json(p->provider, p->body_buf.data, p->body_buf.len, &u) == 0)
+        if (gw_usage_from_json(p->provider, p->body_buf.data, p->body_buf.len, &u) == 0) {
             cost = gw_usage_cost(&p->price, &u);
+            p->tokens = gw_usage_tokens(&u);
+        }
         if (cost < 0)
             cost = p->reserved_micros; /* usage unknown: the whole hold */
         gw_proxy_commit(c, cost);
@@ -560,6 +565,8 @@ static void gw_proxy_priced(struct gw_call *c, int status, const struct gw_price
     cmd.u.reserve.ttl_ms = GW_RESERVE_TTL_MS;
     cmd.u.reserve.on_expire = PROTO_ON_EXPIRE_CHARGE;
     cmd.u.reserve.metadata = c->metadata;
+    /* Rate limits: the worst-case tokens (prompt bytes bound the prompt). */
+    cmd.u.reserve.tokens = prompt + (p->is_embeddings ? 0 : p->max_output_tokens);
     struct proto_map *m = &cmd.u.reserve.metadata;
     bool has_model = false;
     for (uint32_t i = 0; i < m->count; i++)

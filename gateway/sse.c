@@ -407,3 +407,16 @@ int gw_usage_from_json(enum gw_provider provider, const char *body, size_t len,
     }
     return 0;
 }
+
+int64_t gw_usage_tokens(const struct gw_usage *u)
+{
+    int64_t parts[] = {u->input_tokens, u->cached_tokens, u->cache_write_tokens,
+                       u->output_tokens};
+    int64_t sum = 0;
+    if (!u->has_usage)
+        return 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        if (parts[i] < 0 || __builtin_add_overflow(sum, parts[i], &sum))
+            return 0;
+    return sum;
+}

@@ -67,4 +67,8 @@ int gw_sse_feed(struct gw_sse *p, const char *data, size_t len);
 int gw_usage_from_json(enum gw_provider provider, const char *body, size_t len,
                        struct gw_usage *usage);
 
+/* Every token the call used (prompt, cache reads and writes, output), for
+ * the ledger's token rate limits; 0 when unknown or beyond int64. */
+int64_t gw_usage_tokens(const struct gw_usage *u);
+
 #endif

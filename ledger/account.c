@@ -315,15 +315,15 @@ static int account_set_status(struct ledger *l, const struct proto_cmd *c, int t
 int account_freeze(struct ledger *l, const struct proto_cmd *c, struct proto_result *res,
                    struct ledger_error *err)
 {
-    (void)err;
-    return account_set_status(l, c, LEDGER_STATUS_FROZEN, res);
+    account_set_status(l, c, LEDGER_STATUS_FROZEN, res);
+    return breaker_on_freeze(l, c, res, err); /* remembers the reason (breaker.c) */
 }
 
 int account_unfreeze(struct ledger *l, const struct proto_cmd *c, struct proto_result *res,
                      struct ledger_error *err)
 {
-    (void)err;
-    return account_set_status(l, c, LEDGER_STATUS_ACTIVE, res);
+    account_set_status(l, c, LEDGER_STATUS_ACTIVE, res);
+    return breaker_on_unfreeze(l, c, res, err); /* restarts its windows (breaker.c) */
 }
 
 int account_close(struct ledger *l, const struct proto_cmd *c, struct proto_result *res,

@@ -41,6 +41,9 @@ int grant_create_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_r
     if (tree_fit(l, parent, -1, 0, g->amount_micros, TREE_CHECK_STATUS | TREE_CHECK_CAPS, res) !=
         PROTO_OK)
         return 0;
+    int hook = approval_check_grant(l, c, parent, res, err); /* HOOK: estimate.c */
+    if (hook != 0 || res->status != PROTO_OK)
+        return hook;
     int64_t deadline = l->now_ms + g->ttl_ms;
     int32_t i = account_create_grant(l, sname, parent, g->amount_micros, deadline, id, err);
     if (i < 0)
@@ -56,6 +59,9 @@ int grant_create_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_r
     sqlite3_bind_int64(s, 7, l->now_ms);
     if (sqlite3_step(s) != SQLITE_DONE)
         return store_sql_error(l, err, "insert grant");
+    hook = approval_grant_created(l, c, id, err); /* HOOK: estimate.c */
+    if (hook != 0)
+        return hook;
     l->next_grant_id = id + 1;
     /* The new grant's hold is its whole amount, held from the parent up. */
     tree_apply(l, parent, -1, 0, g->amount_micros);
@@ -119,7 +125,7 @@ static int grant_close_one(struct ledger *l, uint64_t id, struct grant_row *g,
     sqlite3_bind_int64(s, 4, l->now_ms);
     if (sqlite3_step(s) != SQLITE_DONE)
         return store_sql_error(l, err, "close grant");
-    return 0;
+    return estimate_grant_closed(l, id, g->spent_micros, err); /* HOOK: estimate.c */
 }
 
 int grant_close_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result *res,

@@ -20,6 +20,18 @@ static const char *const hash_tables[] = {
     "SELECT * FROM price ORDER BY model",
     "SELECT * FROM api_key ORDER BY id",
     "SELECT * FROM policy_required ORDER BY pos",
+    /* alerting (watch_store.c) */
+    "SELECT * FROM breaker ORDER BY account",
+    "SELECT * FROM freeze_reason ORDER BY account",
+    "SELECT * FROM alert_config ORDER BY account",
+    "SELECT * FROM alert_fired ORDER BY account",
+    "SELECT * FROM outbox ORDER BY id",
+    /* rate limits and estimates (limits_store.c) */
+    "SELECT * FROM rate_limit ORDER BY id",
+    "SELECT * FROM rate_event ORDER BY scope, ts, reservation",
+    "SELECT * FROM estimate_stat ORDER BY workflow, model",
+    "SELECT * FROM estimate_sample ORDER BY workflow, model, slot",
+    "SELECT * FROM grant_approved ORDER BY grant_id",
 };
 
 static void hash_value(EVP_MD_CTX *md, sqlite3_stmt *s, int col)

@@ -50,6 +50,30 @@ enum ledger_stmt {
     ST_COUNT
 };
 
+/* Statements of the alerting state (watch_store.c): breakers, thresholds,
+ * the outbox.  Prepared with the store's, in their own table so the store's
+ * list stays its own. */
+enum watch_stmt {
+    WS_BREAKER_GET,
+    WS_BREAKER_PUT,
+    WS_BREAKER_DEL,
+    WS_BREAKER_STATE,
+    WS_REASON_GET,
+    WS_REASON_PUT,
+    WS_REASON_DEL,
+    WS_ALERT_GET,
+    WS_ALERT_PUT,
+    WS_FIRED_GET,
+    WS_FIRED_PUT,
+    WS_OUTBOX_INSERT,
+    WS_OUTBOX_COUNT,
+    WS_OUTBOX_DROP_OLDEST,
+    WS_OUTBOX_DELETE,
+    WS_OUTBOX_MAX_ID,
+    WS_META_GET,
+    WS_COUNT
+};
+
 struct acct {
     char *name;
     uint32_t name_len;
@@ -61,6 +85,7 @@ struct acct {
     bool grant_open;
     bool dirty;              /* differs from its SQLite row (ledger_sync writes it) */
     bool touched;            /* changed in the entry being applied */
+    uint8_t watch;           /* WATCH_* bits, derived from the alerting tables */
     int32_t tz_offset_min;
     int64_t cap_micros;      /* PROTO_CAP_NONE or >= 0 */
     int64_t period_start_ms; /* current window [start, end) */
@@ -91,9 +116,40 @@ struct tree_undo {
     struct acct saved;
 };
 
+/* Statements of the rate limits and estimates (limits_store.c), prepared
+ * on first use. */
+enum ledger_xstmt {
+    XS_RL_FIND,
+    XS_RL_UPSERT,
+    XS_RL_CLEAR_EVENTS,
+    XS_RL_EVENT_INSERT,
+    XS_RL_WINDOW_SUM,
+    XS_RL_WINDOW_EVENTS,
+    XS_RL_SETTLE,
+    XS_RL_PRUNE,
+    XS_EST_STAT_GET,
+    XS_EST_STAT_SET,
+    XS_EST_SAMPLE_SET,
+    XS_EST_SAMPLES,
+    XS_EST_GRANT,
+    XS_APPROVAL_GET,
+    XS_APPROVAL_SET,
+    XS_APPROVAL_CLEAR,
+    XS_GRANT_APPROVED_ADD,
+    XS_GRANT_APPROVED_GET,
+    XS_COUNT
+};
+
 struct ledger {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
+    sqlite3_stmt *watch_st[WS_COUNT];
+    sqlite3_stmt *xst[XS_COUNT]; /* limits_store.c; NULL until first used */
+    /* Hints only (never hashed, never decide alone): false means "certainly
+     * none configured", so the hot path skips the tables. */
+    bool has_rate_limits;
+    bool has_approval;
+    struct ledger_copy *copies; /* copies being taken (copy.c) */
 
     struct acct *accts;      /* index = id - 1 */
     uint32_t acct_count;
@@ -145,6 +201,52 @@ int store_sql_error(struct ledger *l, struct ledger_error *err, const char *what
 sqlite3_stmt *store_stmt(struct ledger *l, enum ledger_stmt id);
 /* Bind a blob that may be empty (empty binds NULL). */
 void store_bind_blob(sqlite3_stmt *s, int i, const void *p, size_t n);
+
+/* ---- limits_store.c: tables and statements of ratelimit.c / estimate.c ---- */
+/* Create the tables when missing (a new ledger, or a snapshot from before
+ * they existed) and load the hints. */
+int xstore_open(struct ledger *l, struct ledger_error *err);
+void xstore_finalize(struct ledger *l);
+/* The statement `id`, prepared on first use, reset; NULL on failure (err set). */
+sqlite3_stmt *xstore_stmt(struct ledger *l, enum ledger_xstmt id, struct ledger_error *err);
+/* reserve.c's hook before it changes anything: rate limits, then approval. */
+int limits_reserve_check(struct ledger *l, const struct proto_cmd *c, int32_t i,
+                         struct proto_result *res, struct ledger_error *err);
+
+/* ---- copy.c ---- */
+/* Abort every copy being taken of l (before its database goes away). */
+void copy_abort_all(struct ledger *l);
+
+/* ---- ratelimit.c (hooks of reserve.c and expire) ---- */
+/* Does a reservation of `tokens` at account i with metadata m fit every rate
+ * limit?  0 with res->status PROTO_OK or a refusal (rate_limited with
+ * retry_after_ms), or a hard error. */
+int ratelimit_check(struct ledger *l, int32_t i, const struct proto_map *m, int64_t tokens,
+                    struct proto_result *res, struct ledger_error *err);
+/* Count reservation `id` in the windows of every limited scope. */
+int ratelimit_record(struct ledger *l, uint64_t id, int32_t i, const struct proto_map *m,
+                     int64_t tokens, struct ledger_error *err);
+/* Settle the tokens of reservation `id`: its actual count (commit with
+ * tokens > 0), 0 (release), unchanged otherwise (tokens < 0). */
+int ratelimit_settle(struct ledger *l, uint64_t id, int64_t tokens, struct ledger_error *err);
+/* Forget events older than the longest window (expire). */
+int ratelimit_prune(struct ledger *l, struct ledger_error *err);
+
+/* ---- estimate.c (hooks of grant.c and reserve.c) ---- */
+/* A grant closed: learn its cost. */
+int estimate_grant_closed(struct ledger *l, uint64_t grant_id, int64_t spent,
+                          struct ledger_error *err);
+/* Approval of a new grant (before it is created) and of a reservation. */
+int approval_check_grant(struct ledger *l, const struct proto_cmd *c, int32_t parent,
+                         struct proto_result *res, struct ledger_error *err);
+int approval_check_reserve(struct ledger *l, const struct proto_cmd *c, int32_t i,
+                           struct proto_result *res, struct ledger_error *err);
+/* Remember that grant `id` was created by an admin (it is an approval). */
+int approval_grant_created(struct ledger *l, const struct proto_cmd *c, uint64_t id,
+                           struct ledger_error *err);
+/* A value of a stored (msgpack) or decoded string map; false when absent. */
+bool ledger_map_raw_find(const void *raw, size_t len, const char *key, struct proto_str *out);
+bool ledger_map_find(const struct proto_map *m, const char *key, struct proto_str *out);
 
 /* ---- tree.c: names, the account index, roll-ups ---- */
 int32_t tree_find(const struct ledger *l, const char *name, uint32_t len);
@@ -233,6 +335,8 @@ int price_set_cmd(struct ledger *, const struct proto_cmd *, struct proto_result
 int key_create_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
 int key_revoke_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
 int policy_set_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int rate_limit_set_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int approval_set_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
 
 /* grant.c: close every grant due at now (used by expire). */
 int grant_expire_due(struct ledger *l, uint32_t max, uint32_t *closed,
@@ -275,6 +379,56 @@ void idem_each(const struct ledger *l, idem_visit_cb cb, void *arg);
 /* Add a key from a snapshot; -1 on bad input or no memory. */
 int idem_load(struct ledger *l, const void *key, uint32_t key_len, int64_t ts, uint64_t fp,
               const void *result, uint32_t result_len);
+
+/* ---- alerting (watch_store.c, breaker.c, thresholds.c, outbox.c) ---- */
+/* Create the alerting tables if missing and prepare their statements (also
+ * after a restore of an image that predates them). */
+int watch_prepare(struct ledger *l, struct ledger_error *err);
+/* struct acct.watch: which accounts have alerting rows, so that postings on
+ * the others need no SQL.  Kept with the account (so an entry's undo restores
+ * it) and rebuilt from the tables by watch_cache_load after a load. */
+#define WATCH_BREAKER 1u /* a row in breaker */
+#define WATCH_ALERTS 2u  /* a row in alert_config */
+int watch_cache_load(struct ledger *l, struct ledger_error *err);
+/* ledger_verify's part: reasons only on frozen accounts, the WATCH_* bits
+ * equal to the tables, the outbox within its bound and below next_event_id.
+ * Adds one to *count per violation (reported through cb). */
+int watch_verify(struct ledger *l, ledger_violation_cb cb, void *arg, int *count,
+                 struct ledger_error *err);
+/* Set or clear a WATCH_* bit of account i (within an entry). */
+void watch_flag_set(struct ledger *l, int32_t i, unsigned bit, bool is_on);
+void watch_finalize(struct ledger *l);
+sqlite3_stmt *watch_stmt(const struct ledger *l, enum watch_stmt id);
+int64_t watch_meta_get(const struct ledger *l, const char *k, int64_t dflt);
+/* A posting of `amount` from debit to credit is being made at now (before
+ * the roll-ups move): count it for thresholds, velocity and bedtime on every
+ * account whose spent it raises; may freeze accounts and add events. */
+int watch_on_posting(struct ledger *l, int kind, int32_t debit, int32_t credit,
+                     int64_t amount_micros, struct ledger_error *err);
+int breaker_on_spend(struct ledger *l, int32_t i, int64_t amount_micros,
+                     struct ledger_error *err);
+/* After freeze / unfreeze (res holds its answer): remember the reason, or
+ * forget it and restart the breaker's windows. */
+int breaker_on_freeze(struct ledger *l, const struct proto_cmd *c, struct proto_result *res,
+                      struct ledger_error *err);
+int breaker_on_unfreeze(struct ledger *l, const struct proto_cmd *c, struct proto_result *res,
+                        struct ledger_error *err);
+/* The frozen refusal for account i, naming why it is frozen. */
+int breaker_refuse_frozen(const struct ledger *l, int32_t i, struct proto_result *res);
+/* Why account i is frozen ("" when not recorded). */
+void breaker_reason(const struct ledger *l, int32_t i, char *out, size_t cap);
+int threshold_on_spend(struct ledger *l, int32_t i, int64_t amount_micros,
+                       struct ledger_error *err);
+/* The thresholds of account i as text ("" when none), and whether default. */
+void threshold_describe(const struct ledger *l, int32_t i, char *out, size_t cap,
+                        bool *is_default);
+/* Append an event (bounded: the oldest is dropped when full). `detail` is a
+ * JSON object. */
+int outbox_add(struct ledger *l, const char *type, int32_t i, const char *detail,
+               struct ledger_error *err);
+int breaker_set_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int alert_set_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
+int event_ack_cmd(struct ledger *, const struct proto_cmd *, struct proto_result *, struct ledger_error *);
 
 /* ---- helpers (ledger.c) ---- */
 /* Fill a refusal: status, and a printf message. */

@@ -37,6 +37,11 @@ static const struct ledger_cmd_def ledger_cmds[PROTO_CMD_TYPE_COUNT] = {
     [PROTO_CMD_KEY_CREATE] = {key_create_cmd, true},
     [PROTO_CMD_KEY_REVOKE] = {key_revoke_cmd, true},
     [PROTO_CMD_POLICY_SET] = {policy_set_cmd, true},
+    [PROTO_CMD_BREAKER_SET] = {breaker_set_cmd, true},
+    [PROTO_CMD_ALERT_SET] = {alert_set_cmd, true},
+    [PROTO_CMD_EVENT_ACK] = {event_ack_cmd, true},
+    [PROTO_CMD_RATE_LIMIT_SET] = {rate_limit_set_cmd, true},
+    [PROTO_CMD_APPROVAL_SET] = {approval_set_cmd, true},
 };
 
 int ledger_refuse(struct proto_result *res, int status, const char *fmt, ...)

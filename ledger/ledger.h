@@ -144,6 +144,8 @@ struct ledger_account_view {
     int64_t available_micros; /* tightest room on the path (>= 0), or PROTO_UNLIMITED */
     char tags_json[LEDGER_JSON_MAX];
     struct ledger_map_raw tags;
+    char frozen_reason[PROTO_TEXT_MAX + 1]; /* when frozen: "velocity", "bedtime", the
+                                               admin's reason, or "" */
 };
 
 int ledger_account_get(struct ledger *l, const char *name,
@@ -217,6 +219,37 @@ struct ledger_policy_view {
 int ledger_policy_get(struct ledger *l, struct ledger_policy_view *out,
                       struct ledger_error *err);
 
+/* Rate limits (ratelimit.c): scopes with a limit, in (account, key, value)
+ * order, with what their windows hold now. */
+struct ledger_rate_limit_view {
+    char account[PROTO_NAME_MAX + 1];       /* "" for a metadata scope */
+    char meta_key[PROTO_MAP_KEY_MAX + 1];
+    char meta_value[PROTO_MAP_VALUE_MAX + 1];
+    int64_t rpm, tpm, tph, tpd;             /* 0 = no limit */
+    int64_t requests_minute;                /* in the windows now */
+    int64_t tokens_minute, tokens_hour, tokens_day;
+};
+typedef int (*ledger_rate_limit_cb)(void *arg, const struct ledger_rate_limit_view *v);
+int ledger_rate_limit_list(struct ledger *l, ledger_rate_limit_cb cb, void *arg,
+                           struct ledger_error *err);
+
+/* Estimates (estimate.c): the cost of a task of `workflow` from the last
+ * LEDGER_ESTIMATE_SAMPLE closed grants of that workflow and `model` ("" or
+ * NULL: any model; a model without samples falls back to any model).
+ * samples 0: nothing learned yet (p50/p90 are 0). */
+#define LEDGER_ESTIMATE_SAMPLE 256
+struct ledger_estimate_view {
+    char model[PROTO_TEXT_MAX + 1]; /* the sample used: "" = all models */
+    int64_t p50_micros;
+    int64_t p90_micros;
+    uint64_t samples;               /* in the sample (<= LEDGER_ESTIMATE_SAMPLE) */
+    uint64_t seen;                  /* closed grants learned from, ever */
+};
+int ledger_estimate_get(struct ledger *l, const char *workflow, const char *model,
+                        struct ledger_estimate_view *out, struct ledger_error *err);
+/* The approval threshold in micros, or PROTO_CAP_NONE when there is none. */
+int ledger_approval_get(struct ledger *l, int64_t *above_micros, struct ledger_error *err);
+
 struct ledger_posting_view {
     uint64_t id;
     int64_t ts_ms;
@@ -233,6 +266,66 @@ struct ledger_posting_view {
 typedef int (*ledger_posting_cb)(void *arg, const struct ledger_posting_view *p);
 int ledger_journal_month(struct ledger *l, int year, int month,
                          ledger_posting_cb cb, void *arg, struct ledger_error *err);
+
+/* ---- alerting: circuit breakers, thresholds, the event outbox ---- */
+
+/* Velocity windows are counted in this many fixed sub-buckets. */
+#define LEDGER_VELOCITY_BUCKETS 60
+#define LEDGER_VELOCITY_WINDOW_MIN_MS 1000LL
+#define LEDGER_VELOCITY_WINDOW_MAX_MS (31LL * 24 * 3600 * 1000)
+/* Bedtime baseline: the average of this many previous nights. */
+#define LEDGER_BEDTIME_NIGHTS 7
+#define LEDGER_BEDTIME_FACTOR_MAX_PCT 100000 /* 1000x */
+#define LEDGER_THRESHOLDS_MAX 8
+#define LEDGER_THRESHOLD_MAX_PCT 1000
+#define LEDGER_THRESHOLDS_DEFAULT "50,80,100"
+#define LEDGER_THRESHOLD_DEFAULT_MIN_PCT 50 /* the lowest of the default */
+/* Events kept until acknowledged; when full the oldest is dropped (counted). */
+#define LEDGER_OUTBOX_MAX 10000
+#define LEDGER_EVENT_TYPE_MAX 32
+#define LEDGER_EVENT_DETAIL_MAX 512
+
+struct ledger_breaker_view {
+    char account[PROTO_NAME_MAX + 1];
+    bool is_set;                  /* a breaker is configured */
+    int64_t velocity_max_micros;  /* 0: no velocity rule */
+    int64_t velocity_window_ms;
+    int64_t velocity_spent_micros; /* counted in the current window */
+    int64_t bedtime_start_min;
+    int64_t bedtime_end_min;
+    int64_t bedtime_factor_pct;   /* 0: no bedtime rule */
+    int64_t bedtime_floor_micros;
+    bool is_quiet_now;            /* now is inside the quiet hours */
+    int64_t bedtime_spent_micros; /* in tonight's quiet hours (0 outside them) */
+    int64_t bedtime_baseline_micros; /* average of the previous nights */
+    int64_t bedtime_limit_micros;  /* max(factor x baseline, floor); 0: cannot trip */
+    char thresholds[PROTO_TEXT_MAX + 1]; /* "50,80,100", "" when off */
+    bool is_default_thresholds;
+    int status;                   /* LEDGER_STATUS_* of the account */
+    char frozen_reason[PROTO_TEXT_MAX + 1];
+};
+int ledger_breaker_get(struct ledger *l, const char *account, struct ledger_breaker_view *out,
+                       struct ledger_error *err);
+
+struct ledger_event_view {
+    uint64_t id;     /* stable: the same on every replica and after restarts */
+    int64_t ts_ms;   /* entry time of the posting that raised it */
+    char type[LEDGER_EVENT_TYPE_MAX];   /* "threshold" or "breaker" */
+    char account[PROTO_NAME_MAX + 1];
+    char detail_json[LEDGER_EVENT_DETAIL_MAX]; /* a JSON object */
+};
+typedef int (*ledger_event_cb)(void *arg, const struct ledger_event_view *e);
+/* Pending (unacknowledged) events with id > after_id in id order, at most
+ * `max` of them; cb returns non-zero to stop. */
+int ledger_event_list(struct ledger *l, uint64_t after_id, uint32_t max, ledger_event_cb cb,
+                      void *arg, struct ledger_error *err);
+struct ledger_outbox_stats {
+    uint64_t pending_count;
+    uint64_t next_event_id;
+    uint64_t dropped_count; /* dropped unacknowledged because the outbox was full */
+};
+int ledger_outbox_stats(struct ledger *l, struct ledger_outbox_stats *out,
+                        struct ledger_error *err);
 
 /* Closed months, ascending, as "YYYY-MM". */
 typedef int (*ledger_period_cb)(void *arg, const char *month, int64_t closed_at_ms);
@@ -327,6 +420,25 @@ int ledger_report_from(struct ledger *l, int kind, int year, int month,
                        const char *const *group_by, uint32_t group_count,
                        uint64_t offset, ledger_report_cb cb, void *arg,
                        struct ledger_error *err);
+/* ---- copies (copy.c) ----
+ *
+ * A private copy of the ledger for long reads (reports) on another thread.
+ * Begin, then step on the ledger's thread until a step returns 1: each step
+ * copies at most `pages` database pages (4 KiB each), and writes applied
+ * meanwhile reach the copy too, so when done it equals the ledger at that
+ * moment.  Finish turns it into a ledger of its own (its journal, accounts
+ * and configuration; not the idempotency keys), usable by one thread at a
+ * time; close it with ledger_close.  Closing or restoring the source aborts
+ * a copy in progress (its next step fails).  ledger_copy_free drops a copy
+ * that will not be finished. */
+struct ledger_copy;
+int ledger_copy_begin(struct ledger *l, struct ledger_copy **out, struct ledger_error *err);
+/* 1: done; 0: more to copy; -code: failed (err set; free the copy). */
+int ledger_copy_step(struct ledger_copy *c, int pages, struct ledger_error *err);
+/* Consumes the copy on success. */
+int ledger_copy_finish(struct ledger_copy *c, struct ledger **out, struct ledger_error *err);
+void ledger_copy_free(struct ledger_copy *c);
+
 /* "chargeback", "spend", "trial-balance", "transfers" -> LEDGER_REPORT_*,
  * or -1; and back (NULL for an unknown kind). */
 int ledger_report_kind_parse(const char *name);

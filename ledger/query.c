@@ -50,6 +50,8 @@ static int query_account_fill(struct ledger *l, int32_t i, struct ledger_account
     v->spent_micros = tree_spent_at(a, l->now_ms);
     v->reserved_micros = a->reserved_micros;
     v->available_micros = tree_available(l, i, l->now_ms);
+    if (a->status == LEDGER_STATUS_FROZEN)
+        breaker_reason(l, i, v->frozen_reason, sizeof v->frozen_reason); /* breaker.c */
     sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(l->db, "SELECT tags FROM account WHERE id = ?1", -1, &s, NULL) !=
         SQLITE_OK)

@@ -101,6 +101,9 @@ int reserve_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result
     if (tree_fit(l, acct, -1, 0, r->amount_micros, TREE_CHECK_STATUS | TREE_CHECK_CAPS, res) !=
         PROTO_OK)
         return 0;
+    int hook = limits_reserve_check(l, c, acct, res, err); /* HOOK: rate limits, approval */
+    if (hook != 0 || res->status != PROTO_OK)
+        return hook;
     payee = account_payee_resolve(l, payee, payee_name, err);
     if (payee < 0)
         return err->code ? err->code : LEDGER_ESQL;
@@ -118,6 +121,9 @@ int reserve_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result
     store_bind_blob(s, 8, meta, meta_len);
     if (sqlite3_step(s) != SQLITE_DONE)
         return store_sql_error(l, err, "insert reservation");
+    hook = ratelimit_record(l, id, acct, &r->metadata, r->tokens, err); /* HOOK: ratelimit.c */
+    if (hook != 0)
+        return hook;
     tree_apply(l, acct, -1, 0, r->amount_micros);
     res->id = id;
     res->amount_micros = r->amount_micros;
@@ -215,6 +221,8 @@ int commit_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result 
     }
     rc = reservation_settle(l, &r, a->actual_micros, held, overrun, LEDGER_RES_COMMITTED, meta,
                             meta_len, err);
+    if (rc == 0) /* HOOK: ratelimit.c (tokens 0 = unknown: keep the reserved figure) */
+        rc = ratelimit_settle(l, r.id, a->tokens > 0 ? a->tokens : -1, err);
     if (rc)
         return rc;
     res->transfer_id = r.transfer_id;
@@ -245,6 +253,8 @@ int release_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result
     if (r.status == LEDGER_RES_OPEN) {
         tree_apply(l, r.account, -1, 0, -r.amount_micros);
         rc = reservation_set_closed(l, id, LEDGER_RES_RELEASED, 0, 0, 0, err);
+        if (rc == 0)
+            rc = ratelimit_settle(l, id, 0, err); /* HOOK: ratelimit.c (nothing generated) */
         if (rc)
             return rc;
     }
@@ -333,6 +343,8 @@ int expire_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result 
         return rc;
     int64_t before = l->now_ms - LEDGER_IDEM_WINDOW_MS;
     rc = idem_prune(l, before, err);
+    if (rc == 0)
+        rc = ratelimit_prune(l, err); /* HOOK: ratelimit.c */
     if (rc)
         return rc;
     uint64_t cutoff = 0;

@@ -240,6 +240,7 @@ int ledger_restore(struct ledger *l, const void *data, size_t len, struct ledger
                           " PRAGMA temp_store=MEMORY; PRAGMA secure_delete=OFF;";
     if (sqlite3_exec(fresh->db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
         snapshot_integrity(fresh->db, err) != 0 || store_prepare(fresh, err) != 0 ||
+        xstore_open(fresh, err) != 0 || /* tables an older image may lack */
         store_cache_load(fresh, err) != 0 ||
         snapshot_load_keys(fresh, p + 16 + db_len, len - 16 - (size_t)db_len, err) != 0) {
         ledger_close(fresh);

@@ -141,6 +141,9 @@ int store_exec(struct ledger *l, enum ledger_stmt id, struct ledger_error *err)
 
 int store_prepare(struct ledger *l, struct ledger_error *err)
 {
+    int watch_rc = watch_prepare(l, err); /* alerting tables and statements (watch_store.c) */
+    if (watch_rc)
+        return watch_rc;
     for (int i = 0; i < ST_COUNT; i++) {
         assert(store_sql[i] != NULL);
         if (sqlite3_prepare_v3(l->db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -152,6 +155,8 @@ int store_prepare(struct ledger *l, struct ledger_error *err)
 
 void store_finalize(struct ledger *l)
 {
+    watch_finalize(l); /* alerting statements (watch_store.c) */
+    xstore_finalize(l); /* limits_store.c */
     for (int i = 0; i < ST_COUNT; i++) {
         sqlite3_finalize(l->st[i]);
         l->st[i] = NULL;
@@ -191,11 +196,14 @@ int store_open(struct ledger *l, const char *path, struct ledger_error *err)
         return store_sql_error(l, err, "pragmas");
     if (sqlite3_exec(l->db, store_schema, NULL, NULL, NULL) != SQLITE_OK)
         return store_sql_error(l, err, "schema");
+    if (xstore_open(l, err) != 0) /* rate limits, estimates: limits_store.c */
+        return err->code;
     return store_prepare(l, err);
 }
 
 void store_close(struct ledger *l)
 {
+    copy_abort_all(l); /* copy.c: no backup outlives its source */
     store_finalize(l);
     if (l->db)
         sqlite3_close(l->db);
@@ -284,7 +292,7 @@ int store_cache_load(struct ledger *l, struct ledger_error *err)
             l->closed_months[l->closed_month_count++] = idx;
     }
     sqlite3_finalize(s);
-    return 0;
+    return watch_cache_load(l, err); /* alerting flags of the accounts (watch_store.c) */
 }
 
 static int store_meta_set(struct ledger *l, const char *k, int64_t v,

@@ -48,6 +48,10 @@ int journal_post(struct ledger *l, int kind, int32_t debit, int32_t credit,
 {
     assert(amount_micros > 0);
     assert(debit != credit);
+    /* Alerting hook: thresholds, velocity, bedtime (watch_store.c). */
+    int watch_rc = watch_on_posting(l, kind, debit, credit, amount_micros, err);
+    if (watch_rc)
+        return watch_rc;
     uint64_t id = l->next_transfer_id;
     sqlite3_stmt *s = store_stmt(l, ST_JOURNAL_INSERT);
     sqlite3_bind_int64(s, 1, (int64_t)id);
@@ -91,6 +95,28 @@ int journal_first_at(struct ledger *l, int64_t ts_ms, uint64_t *out, struct ledg
     return 0;
 }
 
+/* An adjustment may say which posting it corrects: metadata "corrects" =
+ * the decimal id of an earlier posting (decided: a metadata key, so the
+ * journal row, its chain hash and every report carry it unchanged). */
+static int transfer_corrects_check(const struct ledger *l, const struct proto_map *m,
+                                   struct proto_result *res)
+{
+    struct proto_str v;
+    if (!ledger_map_find(m, "corrects", &v))
+        return PROTO_OK;
+    uint64_t id = 0;
+    bool is_number = v.len > 0 && v.len <= 19 && v.ptr[0] != '0';
+    for (uint32_t i = 0; is_number && i < v.len; i++) {
+        is_number = v.ptr[i] >= '0' && v.ptr[i] <= '9';
+        id = id * 10 + (uint64_t)(v.ptr[i] - '0');
+    }
+    if (!is_number || id >= l->next_transfer_id)
+        return ledger_refuse(res, PROTO_ERR_INVALID,
+                             "metadata: corrects \"%.*s\" is not the id of an earlier transfer",
+                             (int)(v.len > 24 ? 24 : v.len), v.ptr);
+    return PROTO_OK;
+}
+
 int transfer_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_result *res,
                  struct ledger_error *err)
 {
@@ -115,6 +141,8 @@ int transfer_cmd(struct ledger *l, const struct proto_cmd *c, struct proto_resul
     const void *meta = NULL;
     size_t meta_len = 0;
     if (ledger_map_blob(l, &t->metadata, "metadata", &meta, &meta_len, res) != PROTO_OK)
+        return 0;
+    if (is_adjustment && transfer_corrects_check(l, &t->metadata, res) != PROTO_OK)
         return 0;
     if (journal_check_open(l, res) != PROTO_OK)
         return 0;

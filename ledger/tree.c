@@ -297,7 +297,7 @@ static int tree_check_status(const struct ledger *l, int32_t i, struct proto_res
         }
         if (a->status == LEDGER_STATUS_FROZEN) {
             ledger_set_name(res, a);
-            return ledger_refuse(res, PROTO_ERR_FROZEN, "account \"%s\" is frozen", a->name);
+            return breaker_refuse_frozen(l, i, res); /* names the reason (breaker.c) */
         }
     }
     return PROTO_OK;

@@ -9,7 +9,8 @@
  *      the overruns and adjustments recorded in its current window;
  *   3. roll-ups: each account's cached spent and reserved equal the sums
  *      recomputed from the journal, the open reservations and the grants;
- * plus the journal's chain hash and dense ids.
+ * plus the journal's chain hash and dense ids, and the alerting state's own
+ * invariants (watch_verify).
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -182,6 +183,8 @@ int ledger_verify(struct ledger *l, ledger_violation_cb cb, void *arg, struct le
             rc = verify_reserved(&v, err);
         if (rc == 0)
             verify_accounts(&v);
+        if (rc == 0)
+            rc = watch_verify(l, cb, arg, &v.count, err); /* alerting (watch_store.c) */
         rc = rc ? -rc : v.count;
     }
     free(v.spent);

@@ -40,6 +40,7 @@
  */
 #include "proto/client.h"
 #include "proto/mp.h"
+#include "proto/tls.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -138,6 +139,7 @@ struct pc_node {
     struct pc_link queue;       /* calls for this very node, waiting for it */
     uint32_t inflight_count;    /* at most RPC_INFLIGHT_MAX, the server's cap */
     char last_error[PC_MESSAGE_MAX];
+    struct ptls *tls;           /* the session while connected over TLS */
 };
 
 enum call_state {
@@ -195,6 +197,8 @@ struct pc_client {
     struct pc_link queue_leader; /* calls for the leader waiting for it */
     struct pc_link queue_any;    /* calls for any node waiting for one */
     struct proto_buf scratch;    /* apply params */
+    struct ptls_ctx *tls_ctx;    /* NULL: plain TCP */
+    struct proto_buf tls_plain;  /* one read's plaintext */
     uint8_t read_buf[PC_READ_BYTES];
 };
 
@@ -624,6 +628,9 @@ static void node_timer_cb(uv_timer_t *t)
         return;
     if (n->state == NODE_DOWN)
         node_connect(n);
+    else if (n->state == NODE_CHALLENGE && n->c->tls_ctx == NULL)
+        node_fail(n, "no challenge within %u ms (if the node speaks TLS, give a CA "
+                  "to verify it with)", n->c->attempt_timeout_ms);
     else if (n->state != NODE_READY && n->state != NODE_CLOSING)
         node_fail(n, "handshake not done within %u ms", n->c->attempt_timeout_ms);
 }
@@ -632,6 +639,8 @@ static void node_close_cb(uv_handle_t *h)
 {
     struct pc_node *n = h->data;
     struct pc_client *c = n->c;
+    ptls_free(n->tls);
+    n->tls = NULL;
     rpc_framer_free(&n->framer);
     proto_buf_free(&n->out);
     proto_buf_free(&n->writing);
@@ -687,11 +696,60 @@ static void node_write_cb(uv_write_t *req, int status)
     node_flush(n);
 }
 
+/* ---- TLS hooks (proto/tls.h does the work) ---- */
+
+/* Replace the plaintext in n->out with the bytes for the socket. */
+static int node_tls_seal(struct pc_node *n)
+{
+    char msg[PTLS_MESSAGE_MAX];
+    if (ptls_seal(n->tls, &n->out, msg, sizeof msg) == 0)
+        return 0;
+    n->out.len = 0;
+    node_fail(n, "%s", msg);
+    return -1;
+}
+
+/* Bytes read: *data and *len become the plaintext they complete. */
+static int node_tls_recv(struct pc_node *n, const uint8_t **data, size_t *len)
+{
+    char msg[PTLS_MESSAGE_MAX];
+    struct proto_buf *plain = &n->c->tls_plain;
+    plain->len = 0;
+    if (ptls_recv(n->tls, *data, *len, plain, msg, sizeof msg) != 0) {
+        node_fail(n, "%s", msg);
+        return -1;
+    }
+    if (ptls_has_output(n->tls))
+        node_mark_dirty(n);
+    *data = (const uint8_t *)plain->data;
+    *len = plain->len;
+    return 0;
+}
+
+/* Connected: start the session (the ClientHello leaves with the next flush). */
+static int node_tls_start(struct pc_node *n)
+{
+    char msg[PTLS_MESSAGE_MAX] = "bad address";
+    char host[PC_ADDR_MAX];
+    int port;
+    if (rpc_addr_parse(n->addr, host, sizeof host, &port) != 0 ||
+        (n->tls = ptls_new(n->c->tls_ctx, host, msg, sizeof msg)) == NULL) {
+        node_fail(n, "%s", msg);
+        return -1;
+    }
+    node_mark_dirty(n);
+    return 0;
+}
+
 static void node_flush(struct pc_node *n)
 {
     bool is_open = n->state == NODE_CHALLENGE || n->state == NODE_HELLO ||
                    n->state == NODE_READY;
-    if (!is_open || n->is_writing || n->out.len == 0)
+    if (!is_open || n->is_writing)
+        return;
+    if (n->tls && node_tls_seal(n) != 0)
+        return;
+    if (n->out.len == 0)
         return;
     struct proto_buf t = n->writing;
     n->writing = n->out;
@@ -944,7 +1002,11 @@ static void node_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                                            : uv_strerror((int)nread));
         return;
     }
-    int rc = rpc_framer_feed(&n->framer, c->read_buf, (size_t)nread);
+    const uint8_t *data = c->read_buf;
+    size_t data_len = (size_t)nread;
+    if (n->tls && node_tls_recv(n, &data, &data_len) != 0)
+        return;
+    int rc = rpc_framer_feed(&n->framer, data, data_len);
     while (rc == 0) {
         const uint8_t *frame;
         size_t len;
@@ -984,6 +1046,8 @@ static void node_connect_cb(uv_connect_t *req, int status)
         return;
     }
     n->state = NODE_CHALLENGE;
+    if (n->c->tls_ctx)
+        node_tls_start(n);
 }
 
 static void node_connect(struct pc_node *n)
@@ -1014,6 +1078,7 @@ static void client_free(struct pc_client *c)
 {
     assert(c->handle_count == 0 && c->pending_count == 0);
     proto_buf_free(&c->scratch);
+    proto_buf_free(&c->tls_plain);
     free(c->slots);
     free(c);
 }
@@ -1097,6 +1162,8 @@ int pc_client_open(uv_loop_t *loop, const struct pc_options *o, struct pc_client
                                                   : PC_ATTEMPT_TIMEOUT_MS_DEFAULT;
     c->deadline_ms = o->deadline_ms ? o->deadline_ms : PC_DEADLINE_MS_DEFAULT;
     c->leader = -1;
+    c->tls_ctx = o->tls;
+    proto_buf_init(&c->tls_plain);
     link_init(&c->calls);
     link_init(&c->attempts);
     link_init(&c->backoff);
@@ -1263,8 +1330,8 @@ int pc_apply(struct pc_client *c, const struct proto_cmd *cmd, pc_apply_cb cb, v
     struct proto_cmd copy;
     uint8_t head[HEAD_MAX];
     size_t head_len;
-    if (c->is_closing || cb == NULL || cmd->type < PROTO_CMD_ACCOUNT_CREATE ||
-        cmd->type >= PROTO_CMD_TYPE_COUNT || cmd->key.len > PROTO_KEY_MAX)
+    if (c->is_closing || cb == NULL || !proto_cmd_type_is_known(cmd->type) ||
+        cmd->key.len > PROTO_KEY_MAX)
         return PC_EINVAL;
     copy = *cmd;
     if (copy.key.len == 0) {

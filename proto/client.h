@@ -18,6 +18,8 @@
 #include "proto/proto.h"
 #include "proto/rpc.h"
 
+struct ptls_ctx;
+
 #define PC_NODES_MAX 16
 #define PC_PENDING_MAX 65536 /* calls queued or in flight per client */
 
@@ -28,6 +30,9 @@ struct pc_options {
     const char *secret;       /* NULL or "": no proof (server --no-auth) */
     uint32_t attempt_timeout_ms; /* one try; default 2000 */
     uint32_t deadline_ms;     /* a whole call with its retries; default 10000 */
+    struct ptls_ctx *tls;     /* NULL: plain TCP; else speak TLS with this client
+                               * context (proto/tls.h), borrowed: it must
+                               * outlive the client */
 };
 
 /* Outcome of a call. */

@@ -39,6 +39,9 @@ enum field_kind {
     FIELD_LIST,    /* struct proto_list: strings of at most len_max bytes */
     FIELD_CHARS,   /* char[len_max + 1]: a str without NUL bytes, copied */
     FIELD_ENUM32,  /* int32_t in [0, len_max) */
+    FIELD_TRAIL_INT, /* int64_t, trailing optional: absent <-> 0.  Only at the
+                        end of a schema; the encoder omits a run of them that
+                        are all 0, so older encodings stay valid. */
 };
 
 /* len_min/len_max: byte limits of a string or bin; for a list, the byte
@@ -53,12 +56,13 @@ struct field {
     uint32_t len_max;
 };
 
-#define CMD_FIELDS_MAX 6
+#define CMD_FIELDS_MAX 8
 /* type, role, key */
 #define CMD_HEADER_COUNT 3
 
 struct cmd_schema {
     struct field fields[CMD_FIELDS_MAX];
+    bool is_fieldless; /* a row with no fields (a missing row is an unknown type) */
 };
 
 _Static_assert(sizeof(struct proto_cmd) <= UINT16_MAX, "offsets fit uint16_t");
@@ -74,6 +78,7 @@ _Static_assert(sizeof(struct proto_result) <= UINT16_MAX, "offsets fit uint16_t"
 #define F_MAP(m, n) {n, FIELD_MAP, CMD_AT(m), 0, 0, 0}
 #define F_OPT_MAP(m, flag, n) {n, FIELD_OPT_MAP, CMD_AT(m), CMD_AT(flag), 0, 0}
 #define F_LIST(m, n, item_max) {n, FIELD_LIST, CMD_AT(m), 0, 0, item_max}
+#define F_TRAIL_INT(m, n) {n, FIELD_TRAIL_INT, CMD_AT(m), 0, 0, 0}
 
 #define SCHEMA_ACCOUNT_STATUS                                                  \
     {{F_STR(status.name, "name", PROTO_NAME_MAX),                              \
@@ -104,16 +109,18 @@ static const struct cmd_schema cmd_schemas[PROTO_CMD_TYPE_COUNT] = {
         F_INT(reserve.ttl_ms, "ttl_ms"),
         F_INT(reserve.on_expire, "on_expire"),
         F_MAP(reserve.metadata, "metadata"),
+        F_TRAIL_INT(reserve.tokens, "tokens"),
     }},
     [PROTO_CMD_COMMIT] = {{
         F_UINT(commit.reservation_id, "reservation_id"),
         F_INT(commit.actual_micros, "actual_micros"),
         F_MAP(commit.metadata, "metadata"),
+        F_TRAIL_INT(commit.tokens, "tokens"),
     }},
     [PROTO_CMD_RELEASE] = {{
         F_UINT(release.reservation_id, "reservation_id"),
     }},
-    [PROTO_CMD_EXPIRE] = {{{0}}},
+    [PROTO_CMD_EXPIRE] = {{{0}}, .is_fieldless = true},
     [PROTO_CMD_TRANSFER] = {{
         F_STR(transfer.debit, "debit", PROTO_NAME_MAX),
         F_STR(transfer.credit, "credit", PROTO_NAME_MAX),
@@ -153,6 +160,34 @@ static const struct cmd_schema cmd_schemas[PROTO_CMD_TYPE_COUNT] = {
     [PROTO_CMD_POLICY_SET] = {{
         F_LIST(policy_set.required_metadata, "required_metadata", PROTO_MAP_KEY_MAX),
     }},
+    [PROTO_CMD_BREAKER_SET] = {{
+        F_STR(breaker_set.account, "account", PROTO_NAME_MAX),
+        F_INT(breaker_set.velocity_max_micros, "velocity_max_micros"),
+        F_INT(breaker_set.velocity_window_ms, "velocity_window_ms"),
+        F_INT(breaker_set.bedtime_start_min, "bedtime_start_min"),
+        F_INT(breaker_set.bedtime_end_min, "bedtime_end_min"),
+        F_INT(breaker_set.bedtime_factor_pct, "bedtime_factor_pct"),
+        F_INT(breaker_set.bedtime_floor_micros, "bedtime_floor_micros"),
+    }},
+    [PROTO_CMD_ALERT_SET] = {{
+        F_STR(alert_set.account, "account", PROTO_NAME_MAX),
+        F_STR(alert_set.thresholds, "thresholds", PROTO_TEXT_MAX),
+    }},
+    [PROTO_CMD_EVENT_ACK] = {{
+        F_UINT(event_ack.event_id, "event_id"),
+    }},
+    [PROTO_CMD_RATE_LIMIT_SET] = {{
+        F_STR(rate_limit_set.account, "account", PROTO_NAME_MAX),
+        F_STR(rate_limit_set.meta_key, "meta_key", PROTO_MAP_KEY_MAX),
+        F_STR(rate_limit_set.meta_value, "meta_value", PROTO_MAP_VALUE_MAX),
+        F_INT(rate_limit_set.rpm, "rpm"),
+        F_INT(rate_limit_set.tpm, "tpm"),
+        F_INT(rate_limit_set.tph, "tph"),
+        F_INT(rate_limit_set.tpd, "tpd"),
+    }},
+    [PROTO_CMD_APPROVAL_SET] = {{
+        F_INT(approval_set.above_micros, "above_micros"),
+    }},
 };
 
 #define RES_AT(m) ((uint16_t)offsetof(struct proto_result, m))
@@ -168,20 +203,51 @@ static const struct field result_fields[] = {
     {"returned_micros", FIELD_INT, RES_AT(returned_micros), 0, 0, 0},
     {"name", FIELD_CHARS, RES_AT(name), 0, 0, PROTO_NAME_MAX},
     {"message", FIELD_CHARS, RES_AT(message), 0, 0, PROTO_MESSAGE_MAX},
+    {"retry_after_ms", FIELD_TRAIL_INT, RES_AT(retry_after_ms), 0, 0, 0},
 };
 
 #define RESULT_FIELD_COUNT ((uint32_t)(sizeof result_fields / sizeof result_fields[0]))
 
 static bool cmd_type_is_known(uint64_t type)
 {
-    return type >= PROTO_CMD_ACCOUNT_CREATE && type < PROTO_CMD_TYPE_COUNT;
+    /* Types are assigned explicit values: a gap in the table is unknown. */
+    return type >= PROTO_CMD_ACCOUNT_CREATE && type < PROTO_CMD_TYPE_COUNT &&
+           (cmd_schemas[type].fields[0].name != NULL || cmd_schemas[type].is_fieldless);
+}
+
+bool proto_cmd_type_is_known(int type)
+{
+    return type >= 0 && cmd_type_is_known((uint64_t)type);
+}
+
+static uint32_t fields_count(const struct field *f, uint32_t max)
+{
+    uint32_t n = 0;
+    while (n < max && f[n].name != NULL)
+        n++;
+    return n;
 }
 
 static uint32_t schema_field_count(const struct cmd_schema *s)
 {
-    uint32_t n = 0;
-    while (n < CMD_FIELDS_MAX && s->fields[n].name != NULL)
-        n++;
+    return fields_count(s->fields, CMD_FIELDS_MAX);
+}
+
+/* Fields before the trailing optional ones: what every encoding has. */
+static uint32_t fields_required(const struct field *f, uint32_t n)
+{
+    while (n > 0 && f[n - 1].kind == FIELD_TRAIL_INT)
+        n--;
+    return n;
+}
+
+/* How many fields an encoding of `base` writes: trailing optional fields
+ * that are 0 at the end are left out. */
+static uint32_t fields_to_write(const struct field *f, uint32_t n, const char *base)
+{
+    uint32_t req = fields_required(f, n);
+    while (n > req && *(const int64_t *)(base + f[n - 1].offset) == 0)
+        n--;
     return n;
 }
 
@@ -297,6 +363,7 @@ static int field_encode(msgpack_packer *pk, const struct field *f, const char *b
     case FIELD_LIST: return pack_list(pk, at);
     case FIELD_CHARS: return pack_chars(pk, at, f->len_max);
     case FIELD_ENUM32: return msgpack_pack_int64(pk, *(const int32_t *)at);
+    case FIELD_TRAIL_INT: return msgpack_pack_int64(pk, *(const int64_t *)at);
     }
     assert(!"unknown field kind");
     return -1;
@@ -306,7 +373,7 @@ static int cmd_pack(msgpack_packer *pk, const struct proto_cmd *cmd)
 {
     assert(cmd_type_is_known(cmd->type));
     const struct cmd_schema *s = &cmd_schemas[cmd->type];
-    uint32_t n = schema_field_count(s);
+    uint32_t n = fields_to_write(s->fields, schema_field_count(s), (const char *)cmd);
     if (msgpack_pack_array(pk, CMD_HEADER_COUNT + n) != 0 ||
         msgpack_pack_uint8(pk, cmd->type) != 0 ||
         msgpack_pack_uint8(pk, cmd->role) != 0 || pack_str(pk, cmd->key) != 0)
@@ -334,9 +401,10 @@ static int entry_pack(msgpack_packer *pk, const struct proto_entry *entry)
 
 static int result_pack(msgpack_packer *pk, const struct proto_result *res)
 {
-    if (msgpack_pack_array(pk, RESULT_FIELD_COUNT) != 0)
+    uint32_t n = fields_to_write(result_fields, RESULT_FIELD_COUNT, (const char *)res);
+    if (msgpack_pack_array(pk, n) != 0)
         return -1;
-    for (uint32_t i = 0; i < RESULT_FIELD_COUNT; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         if (field_encode(pk, &result_fields[i], (const char *)res) != 0)
             return -1;
     }
@@ -691,6 +759,7 @@ static int field_decode(struct dec *d, const struct field *f, char *base)
     case FIELD_LIST: return dec_list(d, f->name, f->len_max, at);
     case FIELD_CHARS: return dec_chars(d, s, f->len_max, at);
     case FIELD_ENUM32: return dec_enum32(d, s, f->len_max, at);
+    case FIELD_TRAIL_INT: return dec_int(d, s, at);
     }
     assert(!"unknown field kind");
     return PROTO_EMALFORMED;
@@ -717,11 +786,20 @@ static int cmd_decode(struct dec *d, struct proto_cmd *cmd)
     d->cmd_type = (uint8_t)type;
     const struct cmd_schema *s = &cmd_schemas[type];
     uint32_t field_count = schema_field_count(s);
-    if (n != CMD_HEADER_COUNT + field_count)
+    uint32_t required = fields_required(s->fields, field_count);
+    if (n < CMD_HEADER_COUNT + required || n > CMD_HEADER_COUNT + field_count) {
+        if (required == field_count)
+            return dec_fail(d, PROTO_EMALFORMED, subject_field(NULL),
+                            "array of %" PRIu32 " items, expected %" PRIu32
+                            " (type, role, key and %" PRIu32 " fields)",
+                            n, CMD_HEADER_COUNT + field_count, field_count);
         return dec_fail(d, PROTO_EMALFORMED, subject_field(NULL),
-                        "array of %" PRIu32 " items, expected %" PRIu32
-                        " (type, role, key and %" PRIu32 " fields)",
-                        n, CMD_HEADER_COUNT + field_count, field_count);
+                        "array of %" PRIu32 " items, expected %" PRIu32 " to %" PRIu32
+                        " (type, role, key and %" PRIu32 " to %" PRIu32 " fields)",
+                        n, CMD_HEADER_COUNT + required, CMD_HEADER_COUNT + field_count,
+                        required, field_count);
+    }
+    field_count = n - CMD_HEADER_COUNT; /* absent trailing fields stay 0 */
     rc = dec_uint(d, subject_field("role"), &role);
     if (rc != 0)
         return rc;
@@ -849,10 +927,15 @@ int proto_result_decode(const void *data, size_t len, struct proto_result *res,
     struct proto_error scratch;
     memset(res, 0, sizeof *res);
     int rc = dec_start(&d, "result", data, len, err != NULL ? err : &scratch);
+    uint32_t n = 0;
+    uint32_t required = fields_required(result_fields, RESULT_FIELD_COUNT);
     if (rc == 0)
-        rc = dec_array_exact(&d, subject_field(NULL), RESULT_FIELD_COUNT,
-                             "status .. message");
-    for (uint32_t i = 0; rc == 0 && i < RESULT_FIELD_COUNT; i++)
+        rc = dec_container(&d, subject_field(NULL), false, &n);
+    if (rc == 0 && (n < required || n > RESULT_FIELD_COUNT))
+        rc = dec_fail(&d, PROTO_EMALFORMED, subject_field(NULL),
+                      "array of %" PRIu32 " items, expected %" PRIu32 " to %" PRIu32
+                      " (status .. message, retry_after_ms)", n, required, RESULT_FIELD_COUNT);
+    for (uint32_t i = 0; rc == 0 && i < n; i++)
         rc = field_decode(&d, &result_fields[i], (char *)res);
     if (rc == 0)
         rc = dec_finish(&d);

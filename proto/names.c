@@ -26,6 +26,11 @@ static const char *const cmd_type_names[PROTO_CMD_TYPE_COUNT] = {
     [PROTO_CMD_KEY_CREATE] = "key_create",
     [PROTO_CMD_KEY_REVOKE] = "key_revoke",
     [PROTO_CMD_POLICY_SET] = "policy_set",
+    [PROTO_CMD_BREAKER_SET] = "breaker_set",
+    [PROTO_CMD_ALERT_SET] = "alert_set",
+    [PROTO_CMD_EVENT_ACK] = "event_ack",
+    [PROTO_CMD_RATE_LIMIT_SET] = "rate_limit_set",
+    [PROTO_CMD_APPROVAL_SET] = "approval_set",
 };
 
 static const char *const status_names[PROTO_STATUS_COUNT] = {
@@ -40,6 +45,8 @@ static const char *const status_names[PROTO_STATUS_COUNT] = {
     [PROTO_ERR_PERIOD_CLOSED] = "period_closed",
     [PROTO_ERR_FORBIDDEN] = "forbidden",
     [PROTO_ERR_CONFLICT] = "conflict",
+    [PROTO_ERR_RATE_LIMITED] = "rate_limited",
+    [PROTO_ERR_APPROVAL_REQUIRED] = "approval_required",
 };
 
 static const char *const period_names[] = {

@@ -69,7 +69,12 @@ enum proto_cmd_type {
     PROTO_CMD_KEY_CREATE,
     PROTO_CMD_KEY_REVOKE,
     PROTO_CMD_POLICY_SET,
-    PROTO_CMD_TYPE_COUNT /* one past the last */
+    PROTO_CMD_BREAKER_SET = 18, /* velocity / bedtime circuit breaker of an account */
+    PROTO_CMD_ALERT_SET = 19,   /* spend thresholds (percent of cap) of an account */
+    PROTO_CMD_EVENT_ACK = 20,   /* drop a delivered event from the outbox */
+    PROTO_CMD_RATE_LIMIT_SET = 21, /* requests / tokens per window of a scope */
+    PROTO_CMD_APPROVAL_SET = 22,   /* the p90 above which agents need approval */
+    PROTO_CMD_TYPE_COUNT /* one past the last; a gap is an unknown type */
 };
 
 /* Who issued a command.  The cluster sets it from the connection's proven
@@ -114,6 +119,10 @@ enum proto_status {
     PROTO_ERR_FORBIDDEN = 9,       /* role may not do this */
     PROTO_ERR_CONFLICT = 10,       /* state forbids it (commit after release,
                                       key reused for another request, ...) */
+    PROTO_ERR_RATE_LIMITED = 11,   /* a rate limit's window is full; name = the
+                                      scope, retry_after_ms = when it has room */
+    PROTO_ERR_APPROVAL_REQUIRED = 12, /* the workflow's p90 estimate is above
+                                         what the caller may spend alone */
     PROTO_STATUS_COUNT
 };
 
@@ -164,12 +173,18 @@ struct proto_reserve_args {
     int64_t ttl_ms;
     int64_t on_expire;       /* enum proto_on_expire */
     struct proto_map metadata;
+    /* Trailing optional (absent = 0): the worst-case tokens of the call
+     * (prompt bound + max_tokens), counted by token rate limits. */
+    int64_t tokens;
 };
 
 struct proto_commit_args {
     uint64_t reservation_id;
     int64_t actual_micros;
     struct proto_map metadata; /* if non-empty, replaces the reservation's */
+    /* Trailing optional (absent = 0 = unknown): the actual tokens of the
+     * call; replaces the reserved tokens in the rate-limit windows. */
+    int64_t tokens;
 };
 
 struct proto_release_args {
@@ -224,6 +239,45 @@ struct proto_policy_set_args {
     struct proto_list required_metadata;
 };
 
+/* Setting a part to 0 disables it; everything 0 removes the breaker. */
+struct proto_breaker_set_args {
+    struct proto_str account;
+    int64_t velocity_max_micros;  /* most spend per window, 0: no velocity rule */
+    int64_t velocity_window_ms;
+    int64_t bedtime_start_min;    /* quiet hours [start, end) in minutes of the */
+    int64_t bedtime_end_min;      /* account's local day (tz_offset_min) */
+    int64_t bedtime_factor_pct;   /* trip above factor% of the baseline, 0: off */
+    int64_t bedtime_floor_micros; /* the limit never goes below this */
+};
+
+struct proto_alert_set_args {
+    struct proto_str account;
+    struct proto_str thresholds; /* "50,80,100"; "" the default; "none" off */
+};
+
+struct proto_event_ack_args {
+    uint64_t event_id;
+};
+
+/* A rate limit's scope is an account (its whole subtree) when `account` is
+ * non-empty, else one metadata (key, value).  Each limit is a count per
+ * sliding window; 0 = none.  All four 0 clears the scope's limits. */
+struct proto_rate_limit_set_args {
+    struct proto_str account;
+    struct proto_str meta_key;
+    struct proto_str meta_value;
+    int64_t rpm; /* requests per minute */
+    int64_t tpm; /* tokens per minute, hour, day */
+    int64_t tph;
+    int64_t tpd;
+};
+
+/* Approval: an agent may alone start work whose p90 estimate is at most
+ * above_micros; PROTO_CAP_NONE turns the rule off. */
+struct proto_approval_set_args {
+    int64_t above_micros;
+};
+
 struct proto_cmd {
     uint8_t type;              /* enum proto_cmd_type */
     uint8_t role;              /* enum proto_role */
@@ -242,6 +296,11 @@ struct proto_cmd {
         struct proto_key_create_args key_create;
         struct proto_key_revoke_args key_revoke;
         struct proto_policy_set_args policy_set;
+        struct proto_breaker_set_args breaker_set;
+        struct proto_alert_set_args alert_set;
+        struct proto_event_ack_args event_ack;
+        struct proto_rate_limit_set_args rate_limit_set;
+        struct proto_approval_set_args approval_set;
     } u;
 };
 
@@ -258,6 +317,9 @@ struct proto_result {
     int64_t returned_micros;
     char name[PROTO_NAME_MAX + 1];       /* grant account / limiting account */
     char message[PROTO_MESSAGE_MAX + 1]; /* refusal text, names what was wrong */
+    /* Trailing optional (absent = 0): rate_limited refusals, how long until
+     * the window has room (entry time; never 0 in such a refusal). */
+    int64_t retry_after_ms;
 };
 
 struct proto_entry {
@@ -309,6 +371,9 @@ int proto_cmd_decode(const void *data, size_t len, struct proto_cmd *cmd,
 int proto_result_encode(struct proto_buf *out, const struct proto_result *res);
 int proto_result_decode(const void *data, size_t len, struct proto_result *res,
                         struct proto_error *err);
+
+/* Does the codec know this command type (a row in its schema table)? */
+bool proto_cmd_type_is_known(int type);
 
 /* Names for humans and logs ("reserve", "budget_exceeded", "month", ...). */
 const char *proto_cmd_type_name(int type);

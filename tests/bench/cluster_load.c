@@ -12,6 +12,7 @@
  * Prints one line: mode clients ops ops/s p50_us p99_us errors.
  *
  * usage: cluster_load MODE CLIENTS SECONDS ADDR[,ADDR...] [SECRET]
+ * PURSER_TLS_CA=PEM: speak TLS to the nodes (purserd --tls-cert).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include <time.h>
 
 #include "proto/client.h"
+#include "proto/tls.h"
 
 #define SAMPLES_MAX (8u << 20)
 
@@ -164,9 +166,17 @@ int main(int argc, char **argv)
          a = strtok_r(NULL, ",", &save))
         addrs[addr_count++] = a;
     l.loop = uv_default_loop();
+    struct ptls_ctx *tls = NULL;
+    const char *ca = getenv("PURSER_TLS_CA");
+    char msg[PTLS_MESSAGE_MAX];
+    if (ca && ca[0] && ptls_client_ctx_new(ca, NULL, NULL, "--tls", &tls, msg,
+                                           sizeof msg) != 0) {
+        fprintf(stderr, "cluster_load: %s\n", msg);
+        return 2;
+    }
     struct pc_options o = {.addrs = addrs, .addr_count = addr_count, .role = "admin",
                            .secret = argc > 5 ? argv[5] : NULL, .attempt_timeout_ms = 5000,
-                           .deadline_ms = 30000};
+                           .deadline_ms = 30000, .tls = tls};
     struct proto_error perr;
     if (pc_client_open(l.loop, &o, &l.client, &perr) != 0) {
         fprintf(stderr, "cluster_load: %s\n", perr.message);
@@ -217,5 +227,6 @@ int main(int argc, char **argv)
     free(callers);
     free(l.samples_us);
     free(addr_copy);
+    ptls_ctx_free(tls);
     return l.errors ? 1 : 0;
 }

@@ -2,7 +2,12 @@
 127.0.0.1, free ports, a fresh data dir each, always stopped by PID.
 
 PURSER_BUILD points at the meson build dir (default: build).
+PURSER_TEST_TLS=1 runs every harness over TLS: nodes get --tls-cert,
+--tls-key and --tls-ca (scripts/make-test-certs), the Python clients wrap
+their sockets, and purserctl / purser-gateway find the CA in the
+environment (PURSER_TLS_CA, PURSER_CLUSTER_TLS_CA).
 """
+import atexit
 import os
 import shutil
 import signal
@@ -13,12 +18,43 @@ import time
 
 import pytest
 
+import purser_rpc
 from purser_rpc import Client, Cluster, RpcError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("PURSER_BUILD", os.path.join(ROOT, "build"))
 PURSERD = os.path.join(BUILD, "cluster", "purserd")
 PURSERCTL = os.path.join(BUILD, "cluster", "purserctl")
+MAKE_CERTS = os.path.join(ROOT, "scripts", "make-test-certs")
+TLS_ENV = os.environ.get("PURSER_TEST_TLS") == "1"
+
+_certs = {}
+
+
+def test_certs():
+    """The test CA and certificates (scripts/make-test-certs), made once per
+    run: {"ca", "cert", "key", "client_cert", "client_key", "other_ca"}."""
+    if not _certs:
+        # One set per run, even when this file is loaded under several
+        # module names (the gateway and fault suites load it as a module).
+        d = os.environ.get("PURSER_TEST_CERTS_DIR")
+        if not d or not os.path.exists(os.path.join(d, "other-ca.pem")):
+            d = tempfile.mkdtemp(prefix="purser-certs-")
+            atexit.register(shutil.rmtree, d, True)
+            subprocess.run([MAKE_CERTS, d], check=True, capture_output=True)
+            os.environ["PURSER_TEST_CERTS_DIR"] = d
+        _certs.update(ca=f"{d}/ca.pem", cert=f"{d}/server.pem", key=f"{d}/server.key",
+                      client_cert=f"{d}/client.pem", client_key=f"{d}/client.key",
+                      other_ca=f"{d}/other-ca.pem")
+    return _certs
+
+
+if TLS_ENV:
+    # Clients that do not go through a Harness (raw sockets, purserctl run
+    # with a test's own environment) speak TLS too.
+    purser_rpc.DEFAULT_TLS = purser_rpc.tls_context(test_certs()["ca"])
+    os.environ["PURSER_TLS_CA"] = test_certs()["ca"]
+    os.environ["PURSER_CLUSTER_TLS_CA"] = test_certs()["ca"]
 
 SECRETS = {"admin": "adm-secret-1", "gateway": "gw-secret-1", "reader": "rd-secret-1"}
 
@@ -55,6 +91,8 @@ class Node:
             args += ["--bootstrap", bootstrap]
         if join:
             args += ["--join", join]
+        if self.h.tls:
+            args += self.h.tls_flags()
         args += list(extra)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
@@ -81,7 +119,7 @@ class Node:
         return self.proc is not None and self.proc.poll() is None
 
     def client(self, role="admin"):
-        return Client(self.rpc, role, SECRETS[role])
+        return Client(self.rpc, role, SECRETS[role], tls=self.h.tls_ctx)
 
     def status(self):
         c = self.client("reader")
@@ -99,8 +137,14 @@ class Node:
 
 
 class Harness:
-    def __init__(self, election_ms=1000):
+    def __init__(self, election_ms=1000, tls=None):
+        """tls: run the nodes' RPC ports over TLS (default: PURSER_TEST_TLS)."""
         self.dir = tempfile.mkdtemp(prefix="purser-test-")
+        self.tls = test_certs() if (TLS_ENV if tls is None else tls) else None
+        # the harness's own clients show a client certificate, so that nodes
+        # run with --tls-require-client-cert can be watched too
+        self.tls_ctx = (purser_rpc.tls_context(self.tls["ca"], self.tls["client_cert"],
+                                               self.tls["client_key"]) if self.tls else None)
         self.auth_path = os.path.join(self.dir, "auth")
         with open(self.auth_path, "w") as f:
             for role, secret in SECRETS.items():
@@ -111,6 +155,10 @@ class Harness:
         self.nodes = []
         self.pids = set()
         self.election_ms = election_ms
+
+    def tls_flags(self):
+        return ["--tls-cert", self.tls["cert"], "--tls-key", self.tls["key"],
+                "--tls-ca", self.tls["ca"]]
 
     def add_node(self):
         n = Node(self, len(self.nodes) + 1)
@@ -129,7 +177,7 @@ class Harness:
         return [n.rpc for n in self.nodes if n.alive()]
 
     def cluster(self, role="admin"):
-        return Cluster(self.addrs(), role, SECRETS[role])
+        return Cluster(self.addrs(), role, SECRETS[role], tls=self.tls_ctx)
 
     def leader(self):
         for n in self.nodes:
@@ -165,6 +213,8 @@ class Harness:
         env = dict(os.environ)
         env["PURSER_CLUSTER"] = ",".join(self.addrs())
         env["PURSER_AUTH"] = auth or self.auth_path
+        if self.tls:
+            env["PURSER_TLS_CA"] = self.tls["ca"]
         p = subprocess.run([PURSERCTL] + list(args), env=env, capture_output=True, text=True,
                            timeout=timeout)
         if check and p.returncode != 0:

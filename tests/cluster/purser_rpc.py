@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import os
 import socket
+import ssl
 import struct
 
 import msgpack
@@ -18,9 +19,11 @@ ACCOUNT_CREATE, ACCOUNT_UPDATE, ACCOUNT_FREEZE, ACCOUNT_UNFREEZE, ACCOUNT_CLOSE 
 RESERVE, COMMIT, RELEASE, EXPIRE, TRANSFER = 6, 7, 8, 9, 10
 GRANT_CREATE, GRANT_CLOSE, PERIOD_CLOSE, PRICE_SET, KEY_CREATE, KEY_REVOKE, POLICY_SET = (
     11, 12, 13, 14, 15, 16, 17)
+RATE_LIMIT_SET, APPROVAL_SET = 21, 22
 
 STATUS_NAMES = ["ok", "invalid", "not_found", "exists", "budget_exceeded", "account_frozen",
-                "account_closed", "grant_expired", "period_closed", "forbidden", "conflict"]
+                "account_closed", "grant_expired", "period_closed", "forbidden", "conflict",
+                "rate_limited", "approval_required"]
 PERIODS = {"none": 0, "day": 1, "week": 2, "month": 3}
 USD = 1_000_000
 
@@ -36,9 +39,11 @@ class RpcError(Exception):
 class Result:
     """A decoded proto_result."""
     FIELDS = ["status", "id", "amount_micros", "remaining_micros", "expires_at_ms",
-              "transfer_id", "overrun_micros", "returned_micros", "name", "message"]
+              "transfer_id", "overrun_micros", "returned_micros", "name", "message",
+              "retry_after_ms"]
 
     def __init__(self, arr):
+        self.retry_after_ms = 0  # trailing optional
         for k, v in zip(self.FIELDS, arr):
             setattr(self, k, v)
 
@@ -78,12 +83,60 @@ def transfer(debit, credit, amount, kind=2, metadata=None, key=""):
     return cmd(TRANSFER, key, debit, credit, amount, kind, metadata or {})
 
 
+# The TLS context clients use when none is given (conftest sets it when the
+# suite runs against TLS nodes: PURSER_TEST_TLS=1).
+DEFAULT_TLS = None
+
+
+def tls_context(ca, cert=None, key=None):
+    """A client context that verifies nodes against `ca` (IP in the SAN)."""
+    ctx = ssl.create_default_context(cafile=ca)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+def open_socket(addr, timeout=10.0, tls=None):
+    """A connected socket to addr, TLS-wrapped with `tls` (or DEFAULT_TLS)."""
+    host, port = addr.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    tls = tls or DEFAULT_TLS
+    if tls is not None:
+        try:
+            sock = tls.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+    return sock
+
+
+def read_frame(sock):
+    """One frame's decoded message, read from a raw socket."""
+    def exact(n):
+        out = b""
+        while len(out) < n:
+            chunk = sock.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("connection closed")
+            out += chunk
+        return out
+    (n,) = struct.unpack(">I", exact(4))
+    return msgpack.unpackb(exact(n), raw=False)
+
+
+def grant_create(parent, amount, workflow="", ttl_ms=3600000, metadata=None, key=""):
+    return cmd(GRANT_CREATE, key, parent, workflow, amount, ttl_ms, metadata or {})
+
+
+def grant_close(grant_id, key=""):
+    return cmd(GRANT_CLOSE, key, grant_id)
+
+
 class Client:
-    def __init__(self, addr, role="admin", secret=None, timeout=10.0):
-        host, port = addr.rsplit(":", 1)
+    def __init__(self, addr, role="admin", secret=None, timeout=10.0, tls=None):
         self.addr = addr
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = open_socket(addr, timeout, tls)
         self.next_id = 1
         self.buf = b""
         kind, method, params = self._read()
@@ -152,16 +205,17 @@ class Client:
 class Cluster:
     """A client that follows the leader across nodes, like proto/client.c."""
 
-    def __init__(self, addrs, role="admin", secret=None, timeout=5.0):
+    def __init__(self, addrs, role="admin", secret=None, timeout=5.0, tls=None):
         self.addrs = list(addrs)
         self.role = role
         self.secret = secret
         self.timeout = timeout
+        self.tls = tls
         self.conn = None
 
     def _connect(self, addr):
         self.close()
-        self.conn = Client(addr, self.role, self.secret, self.timeout)
+        self.conn = Client(addr, self.role, self.secret, self.timeout, self.tls)
 
     def close(self):
         if self.conn:

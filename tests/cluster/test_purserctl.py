@@ -594,8 +594,37 @@ def test_policy_set_and_show(cluster3):
     out = js(h, "policy", "set", "required-metadata", "team,project_id,ticket_id")
     assert out == {"required_metadata": ["team", "project_id", "ticket_id"]}
     assert js(h, "policy", "show")["required_metadata"] == ["team", "project_id", "ticket_id"]
-    assert ok(h, "policy", "show") == "required metadata: team, project_id, ticket_id\n"
+    assert ok(h, "policy", "show") == ("required metadata: team, project_id, ticket_id\n"
+                                       "approval above: none\n")
+    assert js(h, "policy", "show")["approval_above_micros"] is None
+    assert js(h, "policy", "set", "approval-above", "2.5") == {"approval_above_micros": 2500000}
+    assert ok(h, "policy", "show").endswith("approval above: 2.500000\n")
+    assert js(h, "policy", "set", "approval-above", "none") == {"approval_above_micros": None}
+    assert "approval-above" in refused(h, 2, "policy", "set", "approval-above", "-1")
     assert "unknown policy" in refused(h, 2, "policy", "set", "colour", "red")
+
+
+def test_limit_set_list_clear(cluster3):
+    h = cluster3
+    ok(h, "account", "create", "lim")
+    out = js(h, "limit", "set", "lim", "--rpm", "5", "--tpd", "1000")
+    assert out == {"account": "lim", "meta_key": "", "meta_value": "", "rpm": 5, "tpm": 0,
+                   "tph": 0, "tpd": 1000}
+    ok(h, "limit", "set", "--meta", "project_id=p1", "--tpm", "300")
+    rows = js(h, "limit", "list")["rate_limits"]
+    assert [(r["account"], r["meta_key"], r["meta_value"], r["rpm"], r["tpm"], r["tpd"])
+            for r in rows] == [("", "project_id", "p1", 0, 300, 0), ("lim", "", "", 5, 0, 1000)]
+    table = ok(h, "limit", "list").splitlines()
+    assert table[0].split()[:5] == ["SCOPE", "RPM", "TPM", "TPH", "TPD"]
+    assert table[1].split()[0] == "project_id=p1" and table[2].split()[:2] == ["lim", "5"]
+    assert ok(h, "limit", "clear", "lim") == "rate limits of account lim cleared\n"
+    assert [r["account"] for r in js(h, "limit", "list")["rate_limits"]] == [""]
+    assert "one of them" in refused(h, 2, "limit", "set", "lim", "--meta", "a=b", "--rpm", "1")
+    assert "KEY=VALUE" in refused(h, 2, "limit", "set", "--meta", "novalue", "--rpm", "1")
+    assert "--rpm" in refused(h, 2, "limit", "set", "lim", "--rpm", "x")
+    assert "not_found" in refused(h, 1, "limit", "set", "nobody", "--rpm", "1")
+    assert js(h, "estimate", "never")["samples"] == 0
+    assert "no estimate yet" in ok(h, "estimate", "never")
 
 
 def test_period_close_refuses_the_current_month_and_closes_a_past_one(cluster3):

@@ -1,6 +1,5 @@
 """purserd's RPC surface with real processes: handshake and roles, writes
 through the leader, linearizable and stale reads, malformed input."""
-import socket
 import struct
 import time
 
@@ -40,14 +39,11 @@ def test_unknown_role_is_refused(cluster3):
 
 
 def test_request_before_hello_is_refused(cluster3):
-    host, port = cluster3.nodes[0].rpc.split(":")
-    s = socket.create_connection((host, int(port)), timeout=5)
-    (n,) = struct.unpack(">I", s.recv(4, socket.MSG_WAITALL))
-    s.recv(n, socket.MSG_WAITALL)  # the challenge
+    s = pr.open_socket(cluster3.nodes[0].rpc, timeout=5)
+    pr.read_frame(s)  # the challenge
     body = msgpack.packb([0, 7, "status", []])
     s.sendall(struct.pack(">I", len(body)) + body)
-    (n,) = struct.unpack(">I", s.recv(4, socket.MSG_WAITALL))
-    msg = msgpack.unpackb(s.recv(n, socket.MSG_WAITALL), raw=False)
+    msg = pr.read_frame(s)
     assert msg[0] == 1 and msg[1] == 7 and msg[2][0] == "UNAUTHORIZED"
     s.close()
 

@@ -42,9 +42,14 @@ ELECTION_MS = 1000
 
 
 class FaultCluster:
-    """A 3-node cluster whose raft links go through one NetProxy."""
+    """A 3-node cluster whose raft links go through one NetProxy.
 
-    def __init__(self, h, size=3, extra=(), data_dirs=None):
+    rpc_proxy: every node also advertises an RPC address on the proxy (the
+    /RPC part of its bootstrap entry, what leader hints name) while it
+    listens on n.rpc; clients given n.rpc reach it directly, clients that
+    follow a hint go through the proxy, where block_clients() cuts them."""
+
+    def __init__(self, h, size=3, extra=(), data_dirs=None, rpc_proxy=False):
         self.h = h
         self.proxy = NetProxy()
         self.nodes = [h.add_node() for _ in range(size)]
@@ -53,8 +58,12 @@ class FaultCluster:
             if data_dirs and n.id in data_dirs:
                 n.data = data_dirs[n.id]
             self.proxy.add_route(n.id, n.raft, n.raft_bind)
+            n.rpc_advertised = n.rpc
+            if rpc_proxy:
+                n.rpc_advertised = f"127.0.0.1:{free_port()}"
+                self.proxy.add_client_route(n.id, n.rpc_advertised, n.rpc)
         self.proxy.start()
-        spec = ",".join(n.spec for n in self.nodes)
+        spec = ",".join(f"{n.id}@{n.raft}/{n.rpc_advertised}" for n in self.nodes)
         for n in self.nodes:
             n.start(bootstrap=spec, extra=["--raft-bind", n.raft_bind] + list(extra))
         h.wait_leader()

@@ -30,7 +30,14 @@ link A->B:
   - delay: bytes A sends to B are forwarded that many seconds later, in order.
 
 partition(groups) blocks every link between two different groups (both
-directions); heal() unblocks everything.  All changes are applied on the
+directions); heal() unblocks everything.
+
+Client routes (add_client_route) carry RPC traffic, not raft: a node that
+advertises the proxy's address as its RPC address in the raft
+configuration (the /RPC part of --bootstrap) is reached there by every
+client that follows a leader hint.  Those bytes are forwarded as they come,
+no handshake; the link is (CLIENTS, ("rpc", node id)) and block_clients()
+cuts it, so a test can decide which nodes a gateway reaches.  All changes are applied on the
 proxy's loop before the call returns, so a test knows that from then on no
 byte crosses a blocked link.  Everything listens and connects on 127.0.0.1.
 """
@@ -42,6 +49,7 @@ import threading
 import time
 
 HANDSHAKE_HEADER = struct.Struct("<QQQ")  # version, server id, address length
+CLIENTS = "clients"  # the source of every client route's connections
 RAFT_UV_PROTOCOL = 1
 ADDRESS_MAX = 4096
 
@@ -67,6 +75,7 @@ class _Conn:
 class NetProxy:
     def __init__(self):
         self.routes = {}            # node id -> (advertised addr, backend addr)
+        self.client_routes = {}     # node id -> (advertised rpc addr, the node's --rpc)
         self.blocked = {}           # (src, dst) -> "drop" | "blackhole"
         self.delays = {}            # (src, dst) -> seconds
         self.conns = set()
@@ -84,12 +93,18 @@ class NetProxy:
     def add_route(self, node_id, advertised, backend):
         self.routes[node_id] = (advertised, backend)
 
+    def add_client_route(self, node_id, advertised, backend):
+        """RPC clients reaching node_id at `advertised` (forwarded to backend)."""
+        self.client_routes[node_id] = (advertised, backend)
+
     def start(self):
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True,
                                        name="netproxy")
         self.thread.start()
         for node_id, (adv, _) in self.routes.items():
             self._run(self._listen(node_id, adv))
+        for node_id, (adv, _) in self.client_routes.items():
+            self._run(self._listen(node_id, adv, self._accept_client))
 
     def close(self):
         if self.thread is None:
@@ -105,10 +120,11 @@ class NetProxy:
     def _run(self, coro, timeout=10):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    async def _listen(self, node_id, adv):
+    async def _listen(self, node_id, adv, accept=None):
         host, port = _split(adv)
         assert host == "127.0.0.1", adv
-        srv = await asyncio.start_server(lambda r, w: self._accept(node_id, r, w), host, port,
+        accept = accept or self._accept
+        srv = await asyncio.start_server(lambda r, w: accept(node_id, r, w), host, port,
                                          reuse_address=True)
         self.servers.append(srv)
 
@@ -150,6 +166,11 @@ class NetProxy:
     def isolate(self, node_id, mode="drop"):
         others = [n for n in self.routes if n != node_id]
         self.partition([[node_id], others], mode)
+
+    def block_clients(self, node_ids, blocked=True):
+        """Cut (or restore) the client routes to these nodes."""
+        self.set_links({(CLIENTS, ("rpc", n)): "drop" if blocked else None for n in node_ids},
+                       note=f"{'block' if blocked else 'unblock'} clients -> {list(node_ids)}")
 
     def heal(self):
         self.set_links({link: None for link in list(self.blocked)}, note="heal")
@@ -216,13 +237,22 @@ class NetProxy:
             return
         self.handshakes.append((time.time(), src, dst, version,
                                 addr.split(b"\0", 1)[0].decode(errors="replace")))
+        await self._forward(src, dst, reader, writer, self.routes[dst][1], head + addr)
+
+    async def _accept_client(self, node_id, reader, writer):
+        self.stats["accepted"] += 1
+        await self._forward(CLIENTS, ("rpc", node_id), reader, writer,
+                            self.client_routes[node_id][1], b"")
+
+    async def _forward(self, src, dst, reader, writer, backend, first):
+        """Connect to backend and carry src -> dst (`first` already read)."""
         c = _Conn(src, dst, writer)
         if self.blocked.get((src, dst)) == "drop":
             self.stats["refused"] += 1
             writer.transport.abort()
             return
         try:
-            host, port = _split(self.routes[dst][1])
+            host, port = _split(backend)
             breader, bwriter = await asyncio.open_connection(host, port)
         except OSError:
             self.stats["backend_down"] += 1
@@ -238,7 +268,8 @@ class NetProxy:
             return
         self.conns.add(c)
         c.queue = asyncio.Queue(maxsize=64)
-        c.queue.put_nowait((self.loop.time(), head + addr))
+        if first:
+            c.queue.put_nowait((self.loop.time(), first))
         c.tasks = [asyncio.ensure_future(self._up(c, reader)),
                    asyncio.ensure_future(self._deliver(c)),
                    asyncio.ensure_future(self._down(c, breader))]
@@ -296,7 +327,8 @@ class NetProxy:
 
     async def _down(self, c, breader):
         """dst -> src on the same connection (raft sends nothing back here,
-        but a closed backend must close the client side)."""
+        but a closed backend must close the client side; RPC answers come
+        back this way)."""
         try:
             while True:
                 data = await breader.read(1 << 16)

@@ -143,6 +143,9 @@ static void budget_check(const struct gw_budget *b)
     str_check(b->path_arg, sizeof b->path_arg, "path_arg is not terminated");
     str_check(b->name2, sizeof b->name2, "name2 is not terminated");
     str_check(b->workflow, sizeof b->workflow, "workflow is not terminated");
+    str_check(b->model, sizeof b->model, "model is not terminated");
+    if (b->op == GW_B_ESTIMATE && b->body && b->workflow[0] == '\0')
+        fuzz_fail("an estimate accepted without a workflow");
     map_check(&b->body_meta, NULL, NULL);
 }
 
@@ -152,7 +155,7 @@ static void fuzz_budget_path(const char *path, size_t n, bool is_post)
     memset(&b, 0, sizeof b);
     if (gw_parse_budget_path(path, n, is_post, &b) != 0)
         return;
-    if ((unsigned)b.op > GW_B_TRANSFER)
+    if ((unsigned)b.op > GW_B_ESTIMATE)
         fuzz_fail("an unknown budget operation");
     if ((b.op == GW_B_ACCOUNT) == is_post)
         fuzz_fail("a budget route with the wrong method");
@@ -196,7 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
         return 0;
-    enum gw_budget_op op = (enum gw_budget_op)((data[0] & 7) % 7);
+    enum gw_budget_op op = (enum gw_budget_op)((data[0] & 7) % (GW_B_ESTIMATE + 1));
     bool is_post = (data[0] & 8) != 0;
     const char *s = (const char *)data + 1;
     size_t n = size - 1;

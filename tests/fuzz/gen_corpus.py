@@ -107,6 +107,15 @@ COMMANDS = {
     "key_create": [15, 1, "", "key-7", HASH, "acme/eng/bot", 0],
     "key_revoke": [16, 1, "", "key-7"],
     "policy_set": [17, 1, "", ["team", "ticket"]],
+    "breaker_set": [18, 1, "", "acme/eng/bot", 50000000, 3600000, 1320, 420, 300, 5000000],
+    "alert_set": [19, 1, "", "acme/eng", "50,80,100"],
+    "event_ack": [20, 1, "", 7],
+    # 18..20: another branch's types
+    "rate_limit_set": [21, 1, "", "", "project_id", "p-42", 60, 100000, 0, 0],
+    "approval_set": [22, 1, "", 25000000],
+    # trailing optional tokens
+    "reserve_tokens": [6, 0, "k-res-2", "acme/eng/bot", "", 1234567, 60000, 1, META, 128000],
+    "commit_tokens": [7, 0, "k-commit-2", 17, 1200000, Map(), 4096],
 }
 
 TS = 1763251200000
@@ -138,6 +147,8 @@ def result_seeds():
         "result_refusal": result(4, 0, 0, 250000, 0, 0, 0, 0, "acme/eng",
                                  "account \"acme/eng\" has 0.250000 USD left"),
         "result_commit": result(0, 17, 1200000, 3000000, 0, 99, 200000, -1, "", ""),
+        "result_rate_limited": pack([11, 0, 0, 0, 0, 0, 0, 0, "project_id=p-42",
+                                     "rate limit of project_id=p-42", 2500]),
         "money_plain": b"12.5",
         "money_min": b"-9223372036854.775808",
     }
@@ -168,7 +179,7 @@ def rpc_hello_seeds():
 
 def gateway_json_seeds():
     """A selector byte (low 3 bits: budget op reserve, commit, release,
-    account, grant, grant_close, transfer; bit 3: POST), then text fed to
+    account, grant, grant_close, transfer, estimate; bit 3: POST), then text fed to
     every gateway parser: header, body and path."""
     post = 8
     return {
@@ -185,6 +196,9 @@ def gateway_json_seeds():
                         b'"nightly"}',
         "budget_transfer": bytes([post | 6]) + b'{"amount_micros":3,"debit":"acme/a",'
                            b'"credit":"acme/b","kind":"chargeback"}',
+        "budget_estimate": bytes([post | 7]) + b'{"workflow":"triage","model":"gpt-4o",'
+                           b'"prompt_bytes":1200,"max_tokens":50}',
+        "path_estimate": bytes([post | 7]) + b"estimate",
         "path_commit": bytes([post | 1]) + b"reservations/42/commit",
         "path_account": bytes([3]) + b"accounts/acme/eng",
     }

@@ -66,11 +66,13 @@ static inline bool proto_args_same(int type, const struct proto_cmd *a, const st
                a->u.reserve.amount_micros == b->u.reserve.amount_micros &&
                a->u.reserve.ttl_ms == b->u.reserve.ttl_ms &&
                a->u.reserve.on_expire == b->u.reserve.on_expire &&
-               proto_map_same(&a->u.reserve.metadata, &b->u.reserve.metadata);
+               proto_map_same(&a->u.reserve.metadata, &b->u.reserve.metadata) &&
+               a->u.reserve.tokens == b->u.reserve.tokens;
     case PROTO_CMD_COMMIT:
         return a->u.commit.reservation_id == b->u.commit.reservation_id &&
                a->u.commit.actual_micros == b->u.commit.actual_micros &&
-               proto_map_same(&a->u.commit.metadata, &b->u.commit.metadata);
+               proto_map_same(&a->u.commit.metadata, &b->u.commit.metadata) &&
+               a->u.commit.tokens == b->u.commit.tokens;
     case PROTO_CMD_RELEASE:
         return a->u.release.reservation_id == b->u.release.reservation_id;
     case PROTO_CMD_EXPIRE:
@@ -107,6 +109,31 @@ static inline bool proto_args_same(int type, const struct proto_cmd *a, const st
     case PROTO_CMD_POLICY_SET:
         return proto_list_same(&a->u.policy_set.required_metadata,
                                &b->u.policy_set.required_metadata);
+    case PROTO_CMD_BREAKER_SET: {
+        const struct proto_breaker_set_args *x = &a->u.breaker_set, *y = &b->u.breaker_set;
+        return proto_str_same(x->account, y->account) &&
+               x->velocity_max_micros == y->velocity_max_micros &&
+               x->velocity_window_ms == y->velocity_window_ms &&
+               x->bedtime_start_min == y->bedtime_start_min &&
+               x->bedtime_end_min == y->bedtime_end_min &&
+               x->bedtime_factor_pct == y->bedtime_factor_pct &&
+               x->bedtime_floor_micros == y->bedtime_floor_micros;
+    }
+    case PROTO_CMD_ALERT_SET:
+        return proto_str_same(a->u.alert_set.account, b->u.alert_set.account) &&
+               proto_str_same(a->u.alert_set.thresholds, b->u.alert_set.thresholds);
+    case PROTO_CMD_EVENT_ACK:
+        return a->u.event_ack.event_id == b->u.event_ack.event_id;
+    case PROTO_CMD_RATE_LIMIT_SET:
+        return proto_str_same(a->u.rate_limit_set.account, b->u.rate_limit_set.account) &&
+               proto_str_same(a->u.rate_limit_set.meta_key, b->u.rate_limit_set.meta_key) &&
+               proto_str_same(a->u.rate_limit_set.meta_value, b->u.rate_limit_set.meta_value) &&
+               a->u.rate_limit_set.rpm == b->u.rate_limit_set.rpm &&
+               a->u.rate_limit_set.tpm == b->u.rate_limit_set.tpm &&
+               a->u.rate_limit_set.tph == b->u.rate_limit_set.tph &&
+               a->u.rate_limit_set.tpd == b->u.rate_limit_set.tpd;
+    case PROTO_CMD_APPROVAL_SET:
+        return a->u.approval_set.above_micros == b->u.approval_set.above_micros;
     default:
         return false;
     }
@@ -124,7 +151,7 @@ static inline bool proto_result_same(const struct proto_result *a, const struct 
            a->remaining_micros == b->remaining_micros && a->expires_at_ms == b->expires_at_ms &&
            a->transfer_id == b->transfer_id && a->overrun_micros == b->overrun_micros &&
            a->returned_micros == b->returned_micros && strcmp(a->name, b->name) == 0 &&
-           strcmp(a->message, b->message) == 0;
+           strcmp(a->message, b->message) == 0 && a->retry_after_ms == b->retry_after_ms;
 }
 
 #endif

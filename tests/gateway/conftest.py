@@ -164,20 +164,24 @@ class Mock:
 class Gateway:
     """purser-gateway on a free port, stopped by PID; ready when /readyz is 200."""
 
-    def __init__(self, h, config_path, name="gateway"):
+    def __init__(self, h, config_path, name="gateway", addrs=None, wait=True):
+        """addrs: the rpc addresses given to --cluster (default: every node's)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(h.dir, f"{name}.log")
         env = dict(os.environ, MOCK_KEY=MOCK_KEY)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([GATEWAY, "--listen", f"127.0.0.1:{self.port}",
-                                      "--cluster", ",".join(n.rpc for n in h.nodes),
-                                      "--config", config_path, "--auth", h.gateway_auth],
-                                     stdout=log, stderr=subprocess.STDOUT, env=env)
+        args = [GATEWAY, "--listen", f"127.0.0.1:{self.port}",
+                "--cluster", ",".join(addrs or [n.rpc for n in h.nodes]),
+                "--config", config_path, "--auth", h.gateway_auth]
+        if h.tls:
+            args += ["--cluster-tls-ca", h.tls["ca"]]
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         h.pids.add(self.proc.pid)
         self.h = h
-        self.wait_ready()
+        if wait:
+            self.wait_ready()
 
     def wait_ready(self, timeout=20.0):
         deadline = time.time() + timeout

@@ -381,7 +381,8 @@ def test_account_frozen_402(env):
     env.ctl("account", "freeze", acct)
     env.mock.reset()
     r = env.call(CHAT, dumps(chat_body()), key, {"X-Budget-Account": f"{acct}/bot"})
-    assert_error(r, 402, "account_frozen", f'account "{acct}" is frozen', account=acct)
+    assert_error(r, 402, "account_frozen", f'account "{acct}" is frozen (reason: admin)',
+                 account=acct, reason="admin")
     assert env.mock.requests() == []
     assert env.account(acct)["spent_micros"] == 0
 

@@ -872,6 +872,18 @@ static void to_proto(const struct sim_cmd *c, struct proto_cmd *p)
     case PROTO_CMD_PERIOD_CLOSE:
         p->u.period_close.month = proto_str_c(c->a);
         break;
+    case PROTO_CMD_BREAKER_SET: /* the generic fields carry its numbers */
+        p->u.breaker_set.account = proto_str_c(c->a);
+        p->u.breaker_set.velocity_max_micros = c->amount;
+        p->u.breaker_set.velocity_window_ms = c->ttl;
+        p->u.breaker_set.bedtime_start_min = c->tz;
+        p->u.breaker_set.bedtime_end_min = c->period;
+        p->u.breaker_set.bedtime_factor_pct = c->cap;
+        p->u.breaker_set.bedtime_floor_micros = c->on_expire;
+        break;
+    case PROTO_CMD_EVENT_ACK:
+        p->u.event_ack.event_id = c->id;
+        break;
     default:
         break;
     }
@@ -1207,6 +1219,26 @@ static void gen_one(void)
         snprintf(c.a, sizeof c.a, "acme");
         snprintf(c.b, sizeof c.b, "beta");
         c.amount = USD;
+    } else if (roll < 980) {
+        /* circuit breakers: they freeze accounts, raising events */
+        c.type = PROTO_CMD_BREAKER_SET;
+        c.role = PROTO_ROLE_ADMIN;
+        snprintf(c.a, sizeof c.a, "%s", account_names[rnd() % N_ACCOUNTS]);
+        if (!chance(200)) {
+            c.amount = rnd_range(1, 10) * USD;
+            c.ttl = rnd_range(1000, 600000);
+        }
+        if (chance(400)) {
+            c.tz = rnd_range(0, 1439);
+            c.period = (c.tz + rnd_range(60, 720)) % 1440;
+            c.cap = rnd_range(100, 500);
+            c.on_expire = rnd_range(0, 2) * USD;
+        }
+    } else if (roll < 983) {
+        /* acknowledging events, as a leader's webhook does */
+        c.type = PROTO_CMD_EVENT_ACK;
+        c.role = PROTO_ROLE_ADMIN;
+        c.id = (uint64_t)rnd_range(1, 40);
     } else {
         /* unknown ids */
         c.type = rnd() % 2 ? PROTO_CMD_COMMIT : PROTO_CMD_RELEASE;

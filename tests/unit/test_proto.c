@@ -84,6 +84,7 @@ static struct proto_cmd sample_cmd(int type)
         c.u.reserve.ttl_ms = 60000;
         c.u.reserve.on_expire = PROTO_ON_EXPIRE_CHARGE;
         map_fill_sample(&c.u.reserve.metadata);
+        c.u.reserve.tokens = 128000;
         break;
     case PROTO_CMD_COMMIT:
         c.u.commit.reservation_id = UINT64_MAX;
@@ -137,6 +138,33 @@ static struct proto_cmd sample_cmd(int type)
         c.u.policy_set.required_metadata.item[0] = s_("team");
         c.u.policy_set.required_metadata.item[1] = s_("ticket");
         c.u.policy_set.required_metadata.item[2] = s_("");
+        break;
+    case PROTO_CMD_BREAKER_SET:
+        c.u.breaker_set.account = s_("acme/eng/bot");
+        c.u.breaker_set.velocity_max_micros = 50000000;
+        c.u.breaker_set.velocity_window_ms = 3600000;
+        c.u.breaker_set.bedtime_start_min = 1320;
+        c.u.breaker_set.bedtime_end_min = 420;
+        c.u.breaker_set.bedtime_factor_pct = 300;
+        c.u.breaker_set.bedtime_floor_micros = INT64_MAX;
+        break;
+    case PROTO_CMD_ALERT_SET:
+        c.u.alert_set.account = s_("acme/eng");
+        c.u.alert_set.thresholds = s_("50,80,100");
+        break;
+    case PROTO_CMD_EVENT_ACK:
+        c.u.event_ack.event_id = UINT64_MAX;
+        break;
+    case PROTO_CMD_RATE_LIMIT_SET:
+        c.u.rate_limit_set.meta_key = s_("project_id");
+        c.u.rate_limit_set.meta_value = s_("p-42");
+        c.u.rate_limit_set.rpm = 60;
+        c.u.rate_limit_set.tpm = 100000;
+        c.u.rate_limit_set.tph = 0;
+        c.u.rate_limit_set.tpd = INT64_MAX;
+        break;
+    case PROTO_CMD_APPROVAL_SET:
+        c.u.approval_set.above_micros = 25000000;
         break;
     default:
         fail_msg("no sample for type %d", type);
@@ -385,6 +413,9 @@ TEST_ROUND_TRIP(price_set, PROTO_CMD_PRICE_SET)
 TEST_ROUND_TRIP(key_create, PROTO_CMD_KEY_CREATE)
 TEST_ROUND_TRIP(key_revoke, PROTO_CMD_KEY_REVOKE)
 TEST_ROUND_TRIP(policy_set, PROTO_CMD_POLICY_SET)
+TEST_ROUND_TRIP(breaker_set, PROTO_CMD_BREAKER_SET)
+TEST_ROUND_TRIP(alert_set, PROTO_CMD_ALERT_SET)
+TEST_ROUND_TRIP(event_ack, PROTO_CMD_EVENT_ACK)
 
 static void test_account_update_unset_ints_and_no_tags_travel_as_nil(void **state)
 {
@@ -510,10 +541,22 @@ static void test_empty_result_round_trips(void **state)
 /* Keys "k0000" .. for the big entry; static so the views stay valid. */
 static char big_keys[PROTO_BATCH_MAX + 1][12];
 
+/* The command types the codec knows (the enum has holes). */
+static int known_types[PROTO_CMD_TYPE_COUNT];
+static uint32_t known_type_count(void)
+{
+    uint32_t n = 0;
+    for (int t = 1; t < PROTO_CMD_TYPE_COUNT; t++)
+        if (proto_cmd_type_is_known(t))
+            known_types[n++] = t;
+    return n;
+}
+
 static void big_cmds_fill(uint32_t n)
 {
+    uint32_t known = known_type_count();
     for (uint32_t i = 0; i < n; i++) {
-        big_cmds[i] = sample_cmd(1 + (int)(i % (PROTO_CMD_TYPE_COUNT - 1)));
+        big_cmds[i] = sample_cmd(known_types[i % known]);
         snprintf(big_keys[i], sizeof big_keys[i], "k%04u", i);
         big_cmds[i].key = s_(big_keys[i]);
     }
@@ -580,6 +623,7 @@ static void test_decoded_map_raw_is_the_exact_map_bytes(void **state)
     struct proto_cmd c = sample_cmd(PROTO_CMD_RESERVE), d;
     struct proto_buf b, m;
     struct proto_error err;
+    c.u.reserve.tokens = 0; /* so the map is the last field written */
     proto_buf_init(&b);
     proto_buf_init(&m);
     assert_int_equal(proto_cmd_encode(&b, &c), 0);
@@ -625,7 +669,7 @@ static void test_non_canonical_integer_widths_are_accepted(void **state)
 static void test_entry_truncated_at_every_offset_is_refused(void **state)
 {
     (void)state;
-    struct proto_entry e = {.timestamp_ms = 1, .cmd_count = PROTO_CMD_TYPE_COUNT - 1,
+    struct proto_entry e = {.timestamp_ms = 1, .cmd_count = known_type_count(),
                             .cmds = big_cmds};
     struct proto_buf b;
     big_cmds_fill(e.cmd_count);
@@ -639,8 +683,9 @@ static void test_entry_truncated_at_every_offset_is_refused(void **state)
 static void test_command_truncated_at_every_offset_is_refused(void **state)
 {
     (void)state;
-    for (int type = 1; type < PROTO_CMD_TYPE_COUNT; type++) {
-        struct proto_cmd c = sample_cmd(type), d;
+    uint32_t known = known_type_count();
+    for (uint32_t k = 0; k < known; k++) {
+        struct proto_cmd c = sample_cmd(known_types[k]), d;
         struct proto_buf b;
         struct proto_error err;
         proto_buf_init(&b);
@@ -932,6 +977,83 @@ static void test_unknown_command_type_is_refused_by_number(void **state)
     assert_reserve_rejected(0, w_type_0, PROTO_EMALFORMED, "unknown command type 0");
 }
 
+/* A type is known when the codec's schema table has its row: every type up
+ * to the last has one (a gap would be refused like a number past the end). */
+static void w_type_count(struct wire *w) { w_uint(w, PROTO_CMD_TYPE_COUNT); }
+
+static void test_command_type_without_a_schema_row_is_unknown(void **state)
+{
+    (void)state;
+    assert_reserve_rejected(0, w_type_count, PROTO_EMALFORMED, "unknown command type");
+    for (int t = 1; t < PROTO_CMD_TYPE_COUNT; t++)
+        assert_true(proto_cmd_type_is_known(t));
+    assert_false(proto_cmd_type_is_known(0));
+    assert_false(proto_cmd_type_is_known(PROTO_CMD_TYPE_COUNT));
+    assert_true(proto_cmd_type_is_known(PROTO_CMD_EXPIRE)); /* a row without fields */
+}
+
+/* Trailing optional fields: an encoding from before them still decodes
+ * (as 0), 0 is not written, and a value round-trips. */
+static void test_reserve_without_tokens_decodes_and_tokens_round_trip(void **state)
+{
+    (void)state;
+    struct wire w;
+    struct proto_cmd c, d;
+    struct proto_error err;
+    w_init(&w);
+    w_reserve_ok(&w); /* the 9-item encoding of before */
+    assert_int_equal(decode_cmd_wire(&w, &c, &err), 0);
+    assert_int_equal(c.u.reserve.tokens, 0);
+    w_free(&w);
+
+    struct proto_buf b;
+    proto_buf_init(&b);
+    c = sample_cmd(PROTO_CMD_RESERVE);
+    c.u.reserve.tokens = 0;
+    assert_int_equal(proto_cmd_encode(&b, &c), 0);
+    assert_int_equal((uint8_t)b.data[0], 0x90 | 9); /* fixarray of 9: no tokens */
+    b.len = 0;
+    c.u.reserve.tokens = 128000;
+    assert_int_equal(proto_cmd_encode(&b, &c), 0);
+    assert_int_equal((uint8_t)b.data[0], 0x90 | 10);
+    assert_int_equal(proto_cmd_decode(b.data, b.len, &d, &err), 0);
+    assert_int_equal(d.u.reserve.tokens, 128000);
+    b.len = 0;
+    c = sample_cmd(PROTO_CMD_COMMIT);
+    c.u.commit.tokens = 777;
+    assert_int_equal(proto_cmd_encode(&b, &c), 0);
+    assert_int_equal(proto_cmd_decode(b.data, b.len, &d, &err), 0);
+    assert_int_equal(d.u.commit.tokens, 777);
+    proto_buf_free(&b);
+}
+
+static void test_result_retry_after_is_trailing_optional(void **state)
+{
+    (void)state;
+    struct proto_result r, d;
+    struct proto_error err;
+    struct proto_buf b;
+    memset(&r, 0, sizeof r);
+    r.status = PROTO_OK;
+    proto_buf_init(&b);
+    assert_int_equal(proto_result_encode(&b, &r), 0);
+    assert_int_equal((uint8_t)b.data[0], 0x90 | 10); /* as before */
+    assert_int_equal(proto_result_decode(b.data, b.len, &d, &err), 0);
+    assert_int_equal(d.retry_after_ms, 0);
+    b.len = 0;
+    r.status = PROTO_ERR_RATE_LIMITED;
+    r.retry_after_ms = 1500;
+    assert_int_equal(proto_result_encode(&b, &r), 0);
+    assert_int_equal((uint8_t)b.data[0], 0x90 | 11);
+    assert_int_equal(proto_result_decode(b.data, b.len, &d, &err), 0);
+    assert_int_equal(d.retry_after_ms, 1500);
+    assert_int_equal(d.status, PROTO_ERR_RATE_LIMITED);
+    /* 9 or 12 items: refused */
+    b.data[0] = (char)(0x90 | 12);
+    assert_int_equal(proto_result_decode(b.data, b.len, &d, &err), PROTO_EMALFORMED);
+    proto_buf_free(&b);
+}
+
 static void test_command_type_must_be_an_integer(void **state)
 {
     (void)state;
@@ -990,7 +1112,7 @@ static void test_command_with_a_missing_field_is_refused(void **state)
     w_int(&w, 1);
     w_int(&w, 0);
     assert_cmd_rejected(&w, PROTO_EMALFORMED,
-                        "command (reserve): array of 8 items, expected 9 (type, role, key and 6 fields)");
+                        "command (reserve): array of 8 items, expected 9 to 10 (type, role, key and 6 to 7 fields)");
     w_free(&w);
 }
 
@@ -1333,7 +1455,7 @@ static void w_message_192(struct wire *w) { w_str_fill(w, 'm', PROTO_MESSAGE_MAX
 static void test_result_status_must_be_known(void **state)
 {
     (void)state;
-    assert_result_rejected(0, w_status_11, PROTO_ELIMIT, "result: field \"status\": 11 is not in 0..10");
+    assert_result_rejected(0, w_status_11, PROTO_ELIMIT, "result: field \"status\": 13 is not in 0..12");
     assert_result_rejected(0, w_status_negative, PROTO_ELIMIT, "field \"status\"");
 }
 
@@ -1531,8 +1653,11 @@ static void test_names_of_command_types(void **state)
     assert_string_equal(proto_cmd_type_name(PROTO_CMD_POLICY_SET), "policy_set");
     assert_string_equal(proto_cmd_type_name(0), "unknown");
     assert_string_equal(proto_cmd_type_name(PROTO_CMD_TYPE_COUNT), "unknown");
+    assert_string_equal(proto_cmd_type_name(PROTO_CMD_RATE_LIMIT_SET), "rate_limit_set");
+    assert_string_equal(proto_cmd_type_name(PROTO_CMD_APPROVAL_SET), "approval_set");
     for (int t = 1; t < PROTO_CMD_TYPE_COUNT; t++)
-        assert_string_not_equal(proto_cmd_type_name(t), "unknown");
+        assert_int_equal(strcmp(proto_cmd_type_name(t), "unknown") != 0,
+                         proto_cmd_type_is_known(t));
 }
 
 static void test_names_of_statuses(void **state)
@@ -1540,7 +1665,8 @@ static void test_names_of_statuses(void **state)
     (void)state;
     static const char *const want[PROTO_STATUS_COUNT] = {
         "ok", "invalid", "not_found", "exists", "budget_exceeded", "account_frozen",
-        "account_closed", "grant_expired", "period_closed", "forbidden", "conflict"};
+        "account_closed", "grant_expired", "period_closed", "forbidden", "conflict",
+        "rate_limited", "approval_required"};
     for (int s = 0; s < PROTO_STATUS_COUNT; s++)
         assert_string_equal(proto_status_name(s), want[s]);
     assert_string_equal(proto_status_name(-1), "unknown");
@@ -1727,6 +1853,9 @@ int main(void)
         cmocka_unit_test(test_key_create_round_trips_every_field),
         cmocka_unit_test(test_key_revoke_round_trips_every_field),
         cmocka_unit_test(test_policy_set_round_trips_every_field),
+        cmocka_unit_test(test_breaker_set_round_trips_every_field),
+        cmocka_unit_test(test_alert_set_round_trips_every_field),
+        cmocka_unit_test(test_event_ack_round_trips_every_field),
         cmocka_unit_test(test_account_update_unset_ints_and_no_tags_travel_as_nil),
         cmocka_unit_test(test_account_create_with_empty_tags_keeps_has_tags),
         cmocka_unit_test(test_cap_none_and_negative_amounts_round_trip),
@@ -1767,6 +1896,9 @@ int main(void)
         cmocka_unit_test(test_command_must_be_an_array),
         cmocka_unit_test(test_role_must_be_agent_or_admin),
         cmocka_unit_test(test_command_with_a_missing_field_is_refused),
+        cmocka_unit_test(test_command_type_without_a_schema_row_is_unknown),
+        cmocka_unit_test(test_reserve_without_tokens_decodes_and_tokens_round_trip),
+        cmocka_unit_test(test_result_retry_after_is_trailing_optional),
         cmocka_unit_test(test_command_with_an_extra_field_is_refused),
         cmocka_unit_test(test_string_where_an_integer_belongs_is_refused),
         cmocka_unit_test(test_nil_in_a_required_integer_is_refused),
