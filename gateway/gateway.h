@@ -10,6 +10,7 @@
  *   budget.c   the budget API (/v1/budget/...)
  *   proxy.c    the provider proxy (/v1/chat/completions, /v1/messages, ...)
  *   metrics.c  Prometheus counters and latency histograms
+ *   log.c      JSON log lines on stderr, written once per loop turn
  *   upstream.c libcurl multi on the loop;  sse.c usage metering
  *
  * One loop, one thread.  A request's state lives in a struct gw_call that
@@ -190,6 +191,17 @@ void gw_reply_unavailable(struct gw_call *c, const char *message);
 int gw_budget_handle(struct gw_call *c, h2o_req_t *req);
 int gw_proxy_handle(struct gw_call *c, h2o_req_t *req, const char *endpoint,
                     enum gw_provider provider);
+
+/* ---- log.c ---- */
+/* Lines are buffered and written at the end of the loop turn (and at exit,
+ * by atexit); before gw_log_init they are written at once. */
+void gw_log_init(uv_loop_t *loop);
+void gw_log_flush(void);
+/* The call's line: request id, endpoint, status, account, key id, refusal
+ * and the phase times (never a key or a secret). */
+void gw_log_call(const struct gw_call *c, double total_ms);
+/* Any other line (fmt ends with "\n"). */
+void gw_log_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- metrics.c ---- */
 int gw_metrics_init(struct gw *g);

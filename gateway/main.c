@@ -53,7 +53,7 @@ static void gw_on_signal(uv_signal_t *h, int signum)
 {
     struct gw *g = h->data;
     (void)signum;
-    fprintf(stderr, "purser-gateway: stopping\n");
+    gw_log_printf("purser-gateway: stopping\n");
     uv_signal_stop(&g->sigterm);
     uv_signal_stop(&g->sigint);
     uv_timer_stop(&g->ready_timer);
@@ -151,6 +151,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "purser-gateway: --cluster: %s\n", perr.message);
         return 2;
     }
+    gw_log_init(g.loop);
     if (gw_metrics_init(&g) != 0 || gw_upstream_init(&g.upstream, g.loop) != 0) {
         fprintf(stderr, "purser-gateway: cannot start (memory or libcurl)\n");
         return 1;
@@ -170,5 +171,6 @@ int main(int argc, char **argv)
     fprintf(stderr, "purser-gateway: listening on %s, cluster %s%s, %u models\n", listen, cluster,
             cluster_tls ? " (TLS)" : "", g.config.model_count);
     uv_run(g.loop, UV_RUN_DEFAULT);
+    gw_log_flush();
     return 0;
 }
