@@ -77,6 +77,9 @@ struct gw {
     uint64_t request_seq;
     bool is_ready;      /* a quorum answered recently */
     uv_timer_t ready_timer;
+    /* proxy.c: settles held back to share the next reserve's raft entry */
+    struct gw_call *settle_queue;
+    uv_timer_t settle_timer;
 };
 
 /* A call in progress (one HTTP request). */
@@ -104,6 +107,7 @@ struct gw_call {
     /* what the call does next (proxy.c / budget.c) */
     void *ctx;
     void (*ctx_free)(struct gw_call *c);
+    struct gw_call *settle_next; /* proxy.c: link in gw.settle_queue */
 };
 
 /* ---- config.c ---- */
@@ -191,6 +195,9 @@ void gw_reply_unavailable(struct gw_call *c, const char *message);
 int gw_budget_handle(struct gw_call *c, h2o_req_t *req);
 int gw_proxy_handle(struct gw_call *c, h2o_req_t *req, const char *endpoint,
                     enum gw_provider provider);
+/* Settles held back (see proxy.c): init the timer; send them all now. */
+void gw_proxy_settle_init(struct gw *g);
+void gw_proxy_settle_flush(struct gw *g);
 
 /* ---- log.c ---- */
 /* Lines are buffered and written at the end of the loop turn (and at exit,

@@ -57,6 +57,7 @@ static void gw_on_signal(uv_signal_t *h, int signum)
     uv_signal_stop(&g->sigterm);
     uv_signal_stop(&g->sigint);
     uv_timer_stop(&g->ready_timer);
+    gw_proxy_settle_flush(g);
     gw_http_stop(g);
     uv_stop(g->loop);
 }
@@ -160,6 +161,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "purser-gateway: %s\n", msg);
         return 1;
     }
+    gw_proxy_settle_init(&g);
     uv_timer_init(g.loop, &g.ready_timer);
     g.ready_timer.data = &g;
     uv_timer_start(&g.ready_timer, gw_probe, 0, 1000);
