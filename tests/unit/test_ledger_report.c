@@ -512,6 +512,36 @@ static void test_report_sum_overflow_is_an_error(void **state)
                                         rows_cb, &rs, &err), LEDGER_EOVERFLOW);
 }
 
+/* A metadata map as a remote client may encode it: longer string forms
+ * than needed, and a value that is not a string.  Stored as is (raw). */
+static void test_report_reads_every_string_form_of_metadata(void **state)
+{
+    struct fx *f = *state;
+    org(f);
+    static const uint8_t raw[] = {
+        0xde, 0x00, 0x04,                         /* map16, 4 entries */
+        0xa4, 't', 'e', 'a', 'm',                 /* "team": str16 "blue" */
+        0xda, 0x00, 0x04, 'b', 'l', 'u', 'e',
+        0xd9, 0x05, 'm', 'o', 'd', 'e', 'l',      /* str8 "model": str32 "o3" */
+        0xdb, 0x00, 0x00, 0x00, 0x02, 'o', '3',
+        0xa1, 'n', 0x2a,                          /* "n": 42, not a string */
+        0xa4, 'u', 's', 'e', 'r', 0xa0,           /* "user": "" */
+    };
+    uint64_t id = fx_reserve_ok(f, "corp/a", 10);
+    struct proto_cmd c = fx_commit(id, 10);
+    fx_meta_add(&c, "team", "blue");
+    c.u.commit.metadata.raw = (struct proto_str){(const char *)raw, sizeof raw};
+    fx_expect_ok(f, &c);
+    static const char *const keys[] = {"model", "n", "team", "user"};
+    struct rows *rs = report(f, LEDGER_REPORT_SPEND, 2025, 11, keys, 4);
+    assert_int_equal(rs->n, 2);
+    assert_string_equal(rs->r[0].group[0], "o3");
+    assert_string_equal(rs->r[0].group[1], "");
+    assert_string_equal(rs->r[0].group[2], "blue");
+    assert_string_equal(rs->r[0].group[3], "");
+    assert_int_equal(rs->r[0].amount, 10);
+}
+
 /* ---- recorded output digests ----
  *
  * A generated month with many metadata keys (some missing, empty, shared
@@ -706,6 +736,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_report_callback_stops_early, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_refuses_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_sum_overflow_is_an_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_report_reads_every_string_form_of_metadata, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_report_output_equals_recorded_digests, setup,
                                         teardown),
     };
