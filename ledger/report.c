@@ -200,7 +200,7 @@ static uint32_t rep_mix(uint64_t h)
     return (uint32_t)h;
 }
 
-/* ---- dictionaries ---- */
+/* ---- sorting ---- */
 
 /* Sort n records of `stride` 64-bit words by their low `bits` bits (the
  * key: word 0 lowest, then word 1, ...) with an LSD radix sort on 8-bit
@@ -228,7 +228,7 @@ static uint64_t *rep_radix_sort(uint64_t *rec, uint64_t *tmp, size_t n, size_t s
         for (size_t i = 0; i < n; i++) {
             const uint64_t *x = &rec[i * stride];
             uint64_t *y = &tmp[count[(x[at] >> sh) & 0xff]++ * stride];
-            for (size_t k = 0; k < stride; k++) /* 2 or 3 words: no memcpy call */
+            for (size_t k = 0; k < stride; k++) /* a few words: no memcpy call */
                 y[k] = x[k];
         }
         uint64_t *swap = rec;
@@ -238,6 +238,8 @@ static uint64_t *rep_radix_sort(uint64_t *rec, uint64_t *tmp, size_t n, size_t s
     free(tmp);
     return rec;
 }
+
+/* ---- dictionaries ---- */
 
 /* Eight bytes a step (a byte-wise hash is a long chain of multiplies per
  * value); only hash tables see it, so it need not be stable anywhere. */
@@ -721,6 +723,7 @@ static int rep_scan_done(struct rep *r, sqlite3_stmt *s, int step_rc, int rc)
  * cache miss with other rows' work, few enough to stay in L1. */
 #define REP_AHEAD 8
 #define REP_RING (4 * REP_AHEAD) /* rows in flight: four stages */
+_Static_assert(REP_RING > 3 * REP_AHEAD, "a row must leave the ring before it is reused");
 
 /* One posting on its way through rep_scan_groups' stages. */
 struct rep_pending {
