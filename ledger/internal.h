@@ -4,7 +4,8 @@
  * The hot state lives in C: every account (with its rolled-up spent and
  * reserved) is in `l->accts`, indexed by id - 1 and found by name through an
  * open-addressing hash table.  SQLite holds the same state plus everything
- * cold (journal, reservations, grants, keys, ...).  Accounts changed during an
+ * cold (journal, grants, keys, ...); reservations and idempotency keys live
+ * only in C (resv.c, idem.c).  Accounts changed during an
  * entry are marked dirty and written back once, at the end of the entry, in
  * the entry's transaction; on a hard error the transaction is rolled back and
  * the C cache reloaded from SQLite, so the two never disagree after an entry.
@@ -27,12 +28,8 @@ enum ledger_stmt {
     ST_ACCT_INSERT,
     ST_ACCT_UPDATE,
     ST_ACCT_SET_TAGS,
-    ST_RES_INSERT,
-    ST_RES_GET,
-    ST_RES_CLOSE,
-    ST_RES_DUE,
-    ST_RES_PRUNE,
-    ST_RES_CREATED,
+    ST_RES_LOAD,
+    ST_RES_CLEAR,
     ST_JOURNAL_INSERT,
     ST_JOURNAL_TS,
     ST_GRANT_INSERT,
@@ -97,8 +94,13 @@ struct acct {
     int64_t created_ms;
 };
 
-/* The idempotency store (idem.c): a FIFO in time order plus a hash table. */
+/* The idempotency store (idem.c): a FIFO in time order plus a hash table
+ * (open addressing: a miss costs one cache line, not a chain walk). */
 struct idem_item;
+struct idem_slot {
+    uint64_t h;               /* the key's hash, so probes rarely touch items */
+    struct idem_item *it;     /* NULL: empty */
+};
 struct idem_store {
     struct idem_item **fifo;  /* ring, power-of-two capacity, absolute positions */
     uint64_t fifo_cap;
@@ -106,8 +108,60 @@ struct idem_store {
     uint64_t tail;            /* one past the newest */
     uint64_t entry_head;      /* head/tail when the current entry began */
     uint64_t entry_tail;
-    struct idem_item **buckets;
+    struct idem_slot *slots;  /* power-of-two count, at most half full */
+    uint64_t slot_count;
+};
+
+/* A reservation (resv.c): every one lives in C, none in SQLite. */
+struct resv {
+    struct resv *next;       /* hash chain by id */
+    uint64_t id;
+    int32_t account;         /* index */
+    int32_t payee;           /* index */
+    int64_t amount_micros;
+    int64_t deadline_ms;
+    int64_t created_ms;
+    int64_t closed_ms;
+    int64_t actual_micros;
+    int64_t overrun_micros;
+    uint64_t transfer_id;
+    uint32_t heap_pos;       /* place in the due heap while open, else RESV_NOT_DUE */
+    uint32_t meta_len;
+    uint8_t on_expire;
+    uint8_t status;          /* LEDGER_RES_* */
+    uint8_t meta[];          /* the request's metadata (msgpack map) */
+};
+#define RESV_NOT_DUE UINT32_MAX
+
+/* What undoes one change to the reservation store (resv.c). */
+struct resv_undo {
+    struct resv *r;
+    uint8_t kind;            /* RESV_UNDO_* in resv.c */
+    uint8_t status;
+    int64_t closed_ms, actual_micros, overrun_micros;
+    uint64_t transfer_id;
+};
+
+/* The reservation store: ids in creation order (a FIFO that pruning pops,
+ * moving still-open ones to `pinned`), a hash table by id and a heap of the
+ * open ones by (deadline, id). */
+struct resv_store {
+    struct resv **fifo;      /* ring, power-of-two capacity, absolute positions */
+    uint64_t fifo_cap;
+    uint64_t head, tail;
+    uint64_t entry_head;     /* head when the current entry began */
+    struct resv **pinned;    /* open when pruning passed them; id order, all below fifo */
+    uint32_t pinned_count, pinned_cap;
+    struct resv **pinned_saved; /* pinned as the entry began (once pruning touched it) */
+    uint32_t pinned_saved_count, pinned_saved_cap;
+    bool is_pinned_saved;
+    struct resv **buckets;
     uint64_t bucket_count;
+    uint64_t count;          /* linked (live) reservations */
+    struct resv **heap;
+    uint32_t heap_count, heap_cap;
+    struct resv_undo *undo;  /* this entry's changes, oldest first */
+    uint32_t undo_count, undo_cap;
 };
 
 /* An account as it was before the current entry first changed it. */
@@ -176,6 +230,7 @@ struct ledger {
     uint32_t closed_month_count;
 
     struct idem_store idem;
+    struct resv_store resv;
 
     struct proto_buf scratch; /* encoding buffer, reused */
     struct proto_buf scratch2;
@@ -364,6 +419,9 @@ int account_recompute_spent(struct ledger *l, int32_t i, int64_t *spent,
  * filled with the refusal). *fp receives the request's fingerprint. */
 int idem_lookup(struct ledger *l, const struct proto_cmd *c, int *found,
                 uint64_t *fp, struct proto_result *res, struct ledger_error *err);
+/* Start loading the table slots of an entry's keys: the table is far larger
+ * than the caches, and the lookups then overlap their misses. */
+void idem_prefetch(const struct ledger *l, const struct proto_cmd *cmds, uint32_t count);
 int idem_store(struct ledger *l, const struct proto_cmd *c, uint64_t fp,
                const struct proto_result *res, struct ledger_error *err);
 int idem_prune(struct ledger *l, int64_t before_ms, struct ledger_error *err);
@@ -379,6 +437,31 @@ void idem_each(const struct ledger *l, idem_visit_cb cb, void *arg);
 /* Add a key from a snapshot; -1 on bad input or no memory. */
 int idem_load(struct ledger *l, const void *key, uint32_t key_len, int64_t ts, uint64_t fp,
               const void *result, uint32_t result_len);
+
+/* ---- resv.c: the reservation store ---- */
+struct resv *resv_find(const struct ledger *l, uint64_t id);
+/* Add an open reservation with the next id; NULL when out of memory. */
+struct resv *resv_create(struct ledger *l, int32_t account, int32_t payee, int64_t amount,
+                         int64_t deadline_ms, int on_expire, const void *meta, size_t meta_len);
+/* Close (or re-close an expired) reservation at now; -1 when out of memory
+ * (nothing changed). */
+int resv_close(struct ledger *l, struct resv *r, int status, int64_t actual,
+               uint64_t transfer_id, int64_t overrun);
+/* The open reservation with the smallest (deadline, id) if due at now. */
+struct resv *resv_due_first(const struct ledger *l);
+/* Forget closed reservations created before before_ms; -1 when out of memory. */
+int resv_prune(struct ledger *l, int64_t before_ms);
+void resv_entry_begin(struct ledger *l);
+void resv_entry_end(struct ledger *l);
+void resv_entry_undo(struct ledger *l);
+void resv_reset(struct ledger *l);
+uint64_t resv_count(const struct ledger *l);
+typedef void (*resv_visit_cb)(void *arg, const struct resv *r);
+/* Every reservation in id order. */
+void resv_each(const struct ledger *l, resv_visit_cb cb, void *arg);
+/* Add a reservation from a snapshot or an older image (ids increasing,
+ * fields checked); -1 on bad input or no memory. */
+int resv_load(struct ledger *l, const struct resv *fields, const void *meta, size_t meta_len);
 
 /* ---- alerting (watch_store.c, breaker.c, thresholds.c, outbox.c) ---- */
 /* Create the alerting tables if missing and prepare their statements (also

@@ -163,6 +163,7 @@ void ledger_close(struct ledger *l)
     store_close(l);
     tree_reset(l);
     idem_reset(l);
+    resv_reset(l);
     free(l->accts);
     free(l->slots);
     free(l->dirty);
@@ -273,8 +274,10 @@ int ledger_apply(struct ledger *l, const struct proto_entry *entry,
     ledger_counters_save(l, &saved);
     tree_entry_begin(l);
     idem_entry_begin(l);
+    resv_entry_begin(l);
     if (entry->timestamp_ms > l->now_ms)
         l->now_ms = entry->timestamp_ms;
+    idem_prefetch(l, entry->cmds, entry->cmd_count);
     for (uint32_t i = 0; i < entry->cmd_count && rc == 0; i++)
         rc = ledger_apply_cmd(l, &entry->cmds[i], &results[i], err);
     if (rc == 0)
@@ -286,11 +289,13 @@ int ledger_apply(struct ledger *l, const struct proto_entry *entry,
         tree_entry_undo(l);
         idem_entry_undo(l);
         idem_entry_end(l);
+        resv_entry_undo(l);
         ledger_counters_restore(l, &saved);
         return rc;
     }
     tree_entry_end(l);
     idem_entry_end(l);
+    resv_entry_end(l);
     l->entries_applied++;
     l->is_meta_dirty = true;
     return 0;

@@ -77,7 +77,8 @@ struct ledger;
 
 /* Open a ledger.  `path` NULL: a private in-memory database (the raft FSM
  * model: rebuilt from snapshot + log at each start).  A file path is for
- * tools and tests.  Returns 0 or a LEDGER_E* code. */
+ * tools and tests; idempotency keys and reservations live in memory only, so
+ * a file does not keep them across a reopen.  Returns 0 or a LEDGER_E* code. */
 int ledger_open(struct ledger **out, const char *path, struct ledger_error *err);
 void ledger_close(struct ledger *l);
 

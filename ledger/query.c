@@ -114,33 +114,25 @@ static void query_acct_name(const struct ledger *l, int64_t id, char *out, size_
 int ledger_reservation_get(struct ledger *l, uint64_t id, struct ledger_reservation_view *out,
                            struct ledger_error *err)
 {
-    sqlite3_stmt *s = NULL;
-    const char *q = "SELECT account, payee, amount, created_ms, deadline, on_expire, status,"
-                    " actual, transfer_id, metadata FROM reservation WHERE id = ?1";
-    if (sqlite3_prepare_v2(l->db, q, -1, &s, NULL) != SQLITE_OK)
-        return store_sql_error(l, err, "reservation");
-    sqlite3_bind_int64(s, 1, (int64_t)id);
-    if (sqlite3_step(s) != SQLITE_ROW) {
-        sqlite3_finalize(s);
+    const struct resv *r = resv_find(l, id);
+    if (!r) {
         char what[32];
         snprintf(what, sizeof what, "%llu", (unsigned long long)id);
         return query_not_found(err, "reservation %s does not exist", what);
     }
     memset(out, 0, sizeof *out);
     out->id = id;
-    query_acct_name(l, sqlite3_column_int64(s, 0), out->account, sizeof out->account);
-    query_acct_name(l, sqlite3_column_int64(s, 1), out->payee, sizeof out->payee);
-    out->amount_micros = sqlite3_column_int64(s, 2);
-    out->created_ms = sqlite3_column_int64(s, 3);
-    out->expires_at_ms = sqlite3_column_int64(s, 4);
-    out->on_expire = sqlite3_column_int(s, 5);
-    out->status = sqlite3_column_int(s, 6);
-    out->actual_micros = sqlite3_column_int64(s, 7);
-    out->transfer_id = (uint64_t)sqlite3_column_int64(s, 8);
-    query_json(sqlite3_column_blob(s, 9), sqlite3_column_bytes(s, 9), out->metadata_json,
-               sizeof out->metadata_json);
-    query_raw(sqlite3_column_blob(s, 9), sqlite3_column_bytes(s, 9), &out->metadata);
-    sqlite3_finalize(s);
+    query_acct_name(l, r->account + 1, out->account, sizeof out->account);
+    query_acct_name(l, r->payee + 1, out->payee, sizeof out->payee);
+    out->amount_micros = r->amount_micros;
+    out->created_ms = r->created_ms;
+    out->expires_at_ms = r->deadline_ms;
+    out->on_expire = r->on_expire;
+    out->status = r->status;
+    out->actual_micros = r->actual_micros;
+    out->transfer_id = r->transfer_id;
+    query_json(r->meta, (int)r->meta_len, out->metadata_json, sizeof out->metadata_json);
+    query_raw(r->meta, (int)r->meta_len, &out->metadata);
     return 0;
 }
 

@@ -64,18 +64,12 @@ static const char *const store_sql[ST_COUNT] = {
                        " grant_open = ?6, period_start = ?7, period_end = ?8, spent = ?9,"
                        " reserved = ?10 WHERE id = ?1",
     [ST_ACCT_SET_TAGS] = "UPDATE account SET tags = ?2 WHERE id = ?1",
-    [ST_RES_INSERT] = "INSERT INTO reservation(id, account, payee, amount, deadline, on_expire,"
-                      " status, actual, transfer_id, overrun, created_ms, closed_ms, metadata)"
-                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, 0, 0, 0, ?7, 0, ?8)",
-    [ST_RES_GET] = "SELECT account, payee, amount, deadline, on_expire, status, actual,"
-                   " transfer_id, metadata, overrun FROM reservation WHERE id = ?1",
-    [ST_RES_CLOSE] = "UPDATE reservation SET status = ?2, actual = ?3, transfer_id = ?4,"
-                     " closed_ms = ?5, overrun = ?6 WHERE id = ?1",
-    [ST_RES_DUE] = "SELECT id FROM reservation WHERE status = 0 AND deadline <= ?1"
-                   " ORDER BY deadline, id LIMIT ?2",
-    /* ids grow with creation time: closed ones created before ?1 go. */
-    [ST_RES_PRUNE] = "DELETE FROM reservation WHERE id < ?1 AND status <> 0",
-    [ST_RES_CREATED] = "SELECT created_ms FROM reservation WHERE id >= ?1 ORDER BY id LIMIT 1",
+    /* Reservations live in C (resv.c); images from before that still carry
+     * rows, which loading moves into C. */
+    [ST_RES_LOAD] = "SELECT id, account, payee, amount, deadline, on_expire, status, actual,"
+                    " transfer_id, overrun, created_ms, closed_ms, metadata FROM reservation"
+                    " ORDER BY id",
+    [ST_RES_CLEAR] = "DELETE FROM reservation",
     [ST_JOURNAL_INSERT] = "INSERT INTO journal(id, ts, kind, debit, credit, amount, reservation,"
                           " overrun, metadata) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [ST_JOURNAL_TS] = "SELECT ts FROM journal WHERE id = ?1",
@@ -223,6 +217,44 @@ static int64_t store_meta_get(struct ledger *l, const char *k, int64_t dflt)
     return v;
 }
 
+/* Move the rows of an image written before reservations lived in C. */
+static int store_reservations_load(struct ledger *l, struct ledger_error *err)
+{
+    resv_reset(l);
+    sqlite3_stmt *s = store_stmt(l, ST_RES_LOAD);
+    int rc;
+    uint64_t n = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        struct resv f = {
+            .id = (uint64_t)sqlite3_column_int64(s, 0),
+            .account = (int32_t)sqlite3_column_int64(s, 1) - 1,
+            .payee = (int32_t)sqlite3_column_int64(s, 2) - 1,
+            .amount_micros = sqlite3_column_int64(s, 3),
+            .deadline_ms = sqlite3_column_int64(s, 4),
+            .on_expire = (uint8_t)sqlite3_column_int(s, 5),
+            .status = (uint8_t)sqlite3_column_int(s, 6),
+            .actual_micros = sqlite3_column_int64(s, 7),
+            .transfer_id = (uint64_t)sqlite3_column_int64(s, 8),
+            .overrun_micros = sqlite3_column_int64(s, 9),
+            .created_ms = sqlite3_column_int64(s, 10),
+            .closed_ms = sqlite3_column_int64(s, 11)};
+        const void *meta = sqlite3_column_blob(s, 12);
+        size_t meta_len = (size_t)sqlite3_column_bytes(s, 12);
+        if (resv_load(l, &f, meta, meta_len) != 0) {
+            sqlite3_reset(s);
+            err->code = LEDGER_ECORRUPT;
+            snprintf(err->message, sizeof err->message, "reservation %llu: bad row or no memory",
+                     (unsigned long long)f.id);
+            return LEDGER_ECORRUPT;
+        }
+        n++;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return store_sql_error(l, err, "load reservations");
+    return n ? store_exec(l, ST_RES_CLEAR, err) : 0;
+}
+
 int store_cache_load(struct ledger *l, struct ledger_error *err)
 {
     tree_reset(l);
@@ -292,6 +324,9 @@ int store_cache_load(struct ledger *l, struct ledger_error *err)
             l->closed_months[l->closed_month_count++] = idx;
     }
     sqlite3_finalize(s);
+    rc = store_reservations_load(l, err);
+    if (rc)
+        return rc;
     return watch_cache_load(l, err); /* alerting flags of the accounts (watch_store.c) */
 }
 

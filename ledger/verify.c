@@ -9,8 +9,9 @@
  *      the overruns and adjustments recorded in its current window;
  *   3. roll-ups: each account's cached spent and reserved equal the sums
  *      recomputed from the journal, the open reservations and the grants;
- * plus the journal's chain hash and dense ids, and the alerting state's own
- * invariants (watch_verify).
+ * plus the journal's chain hash and dense ids, the reservation store's shape
+ * (ids in order, every open one waiting to expire), and the alerting state's
+ * own invariants (watch_verify).
  */
 #include <stdarg.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@ struct verify {
     int64_t *reserved; /* recomputed holds */
     __int128 *net;     /* credits - debits, all time */
     int64_t *start, *end; /* effective current windows */
+    uint64_t last_reservation; /* id order of the reservation store */
+    uint64_t open_reservations;
 };
 
 __attribute__((format(printf, 2, 3)))
@@ -103,22 +106,33 @@ static int verify_journal(struct verify *v, struct ledger_error *err)
     return 0;
 }
 
+/* Sums each open hold on its account, and checks the store's own shape. */
+static void verify_reservation(void *arg, const struct resv *r)
+{
+    struct verify *v = arg;
+    struct ledger *l = v->l;
+    if (r->id <= v->last_reservation || r->id >= l->next_reservation_id)
+        verify_report(v, "reservation %llu: id out of order or not yet issued",
+                      (unsigned long long)r->id);
+    v->last_reservation = r->id;
+    if (r->account < 0 || (uint32_t)r->account >= l->acct_count) {
+        verify_report(v, "reservation on unknown account %lld", (long long)r->account + 1);
+        return;
+    }
+    if (r->status == LEDGER_RES_OPEN) {
+        v->open_reservations++;
+        v->reserved[r->account] += r->amount_micros;
+    }
+}
+
 static int verify_reserved(struct verify *v, struct ledger_error *err)
 {
+    (void)err;
     struct ledger *l = v->l;
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(l->db, "SELECT account, amount FROM reservation WHERE status = 0",
-                           -1, &s, NULL) != SQLITE_OK)
-        return store_sql_error(l, err, "verify reservations");
-    while (sqlite3_step(s) == SQLITE_ROW) {
-        int64_t a = sqlite3_column_int64(s, 0);
-        if (a < 1 || (uint64_t)a > l->acct_count) {
-            verify_report(v, "reservation on unknown account %lld", (long long)a);
-            continue;
-        }
-        v->reserved[a - 1] += sqlite3_column_int64(s, 1);
-    }
-    sqlite3_finalize(s);
+    resv_each(l, verify_reservation, v);
+    if (v->open_reservations != l->resv.heap_count)
+        verify_report(v, "reservations: %llu open but %u waiting to expire",
+                      (unsigned long long)v->open_reservations, l->resv.heap_count);
     /* Children have larger ids than parents: fold each into its parent. */
     for (int32_t i = (int32_t)l->acct_count - 1; i >= 0; i--) {
         const struct acct *a = &l->accts[i];

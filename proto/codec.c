@@ -9,7 +9,8 @@
  * One generic field encoder and one generic field decoder walk those tables,
  * so adding a field is one line and the encoder and decoder cannot disagree.
  *
- * Encoding goes through msgpack-c's packer, writing into a struct proto_buf.
+ * Encoding writes msgpack straight into a struct proto_buf (byte for byte
+ * what msgpack-c's packer writes).
  * Decoding goes through mp.c (zero-copy, bounds-checked, no allocation): the
  * decoder checks shapes, types and sizes; what values mean (amount ranges,
  * path syntax, known periods) is the ledger's business.
@@ -24,7 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <msgpack.h>
 
 /* ---- the schema ---- */
 
@@ -291,121 +291,242 @@ int proto_buf_append(struct proto_buf *b, const void *data, size_t len)
 
 /* ---- encoding ---- */
 
-static int buf_write_cb(void *data, const char *bytes, size_t len)
+/*
+ * A direct msgpack writer into a proto_buf.  It emits exactly the bytes
+ * msgpack-c's packer emits (smallest form for every integer and header,
+ * str8 for 32..255-byte strings; test_proto compares the two), because
+ * fingerprints and the state hash cover encoded commands and results.  It
+ * replaced the packer's write callback per token, which was most of the
+ * encoding time.  Every writer returns non-zero when the buffer cannot grow.
+ */
+
+/* Room for n more bytes; the pointer to write them at, or NULL. */
+static inline uint8_t *wr_room(struct proto_buf *b, size_t n)
 {
-    return proto_buf_append(data, bytes, len) == 0 ? 0 : -1;
+    if (b->cap - b->len < n) {
+        size_t len = b->len;
+        if (n > SIZE_MAX - len)
+            return NULL;
+        size_t cap = b->cap < 256 ? 256 : b->cap;
+        while (cap < len + n)
+            cap = cap > SIZE_MAX / 2 ? len + n : cap * 2;
+        char *p = realloc(b->data, cap);
+        if (p == NULL)
+            return NULL;
+        b->data = p;
+        b->cap = cap;
+    }
+    return (uint8_t *)b->data + b->len;
 }
 
-static int pack_str(msgpack_packer *pk, struct proto_str s)
+static inline void wr_be(uint8_t *p, uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; i++)
+        p[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+}
+
+/* A type byte followed by `bytes` big-endian bytes of v. */
+static inline int wr_tagged(struct proto_buf *b, uint8_t tag, uint64_t v, int bytes)
+{
+    uint8_t *p = wr_room(b, 1 + (size_t)bytes);
+    if (p == NULL)
+        return -1;
+    p[0] = tag;
+    wr_be(p + 1, v, bytes);
+    b->len += 1 + (size_t)bytes;
+    return 0;
+}
+
+static inline int wr_byte(struct proto_buf *b, uint8_t v)
+{
+    uint8_t *p = wr_room(b, 1);
+    if (p == NULL)
+        return -1;
+    *p = v;
+    b->len++;
+    return 0;
+}
+
+static int wr_nil(struct proto_buf *b)
+{
+    return wr_byte(b, 0xc0);
+}
+
+static int wr_uint(struct proto_buf *b, uint64_t v)
+{
+    if (v < 128)
+        return wr_byte(b, (uint8_t)v);
+    if (v < (1u << 8))
+        return wr_tagged(b, 0xcc, v, 1);
+    if (v < (1u << 16))
+        return wr_tagged(b, 0xcd, v, 2);
+    if (v < (1ull << 32))
+        return wr_tagged(b, 0xce, v, 4);
+    return wr_tagged(b, 0xcf, v, 8);
+}
+
+static int wr_int(struct proto_buf *b, int64_t v)
+{
+    if (v >= -32 && v < 128)
+        return wr_byte(b, (uint8_t)v); /* positive or negative fixint */
+    if (v >= 128)
+        return wr_uint(b, (uint64_t)v);
+    if (v >= -(1 << 7))
+        return wr_tagged(b, 0xd0, (uint64_t)v & 0xff, 1);
+    if (v >= -(1 << 15))
+        return wr_tagged(b, 0xd1, (uint64_t)v & 0xffff, 2);
+    if (v >= -(1ll << 31))
+        return wr_tagged(b, 0xd2, (uint64_t)v & 0xffffffffu, 4);
+    return wr_tagged(b, 0xd3, (uint64_t)v, 8);
+}
+
+/* An array (0x90/0xdc/0xdd) or map (0x80/0xde/0xdf) header. */
+static int wr_container(struct proto_buf *b, uint32_t n, uint8_t fix, uint8_t tag16)
+{
+    if (n < 16)
+        return wr_byte(b, (uint8_t)(fix | n));
+    if (n < (1u << 16))
+        return wr_tagged(b, tag16, n, 2);
+    return wr_tagged(b, (uint8_t)(tag16 + 1), n, 4);
+}
+
+static int wr_array(struct proto_buf *b, uint32_t n)
+{
+    return wr_container(b, n, 0x90, 0xdc);
+}
+
+static int wr_raw(struct proto_buf *b, const void *data, uint32_t len)
+{
+    if (len == 0)
+        return 0;
+    uint8_t *p = wr_room(b, len);
+    if (p == NULL)
+        return -1;
+    memcpy(p, data, len);
+    b->len += len;
+    return 0;
+}
+
+static int pack_str(struct proto_buf *b, struct proto_str s)
 {
     assert(s.ptr != NULL || s.len == 0);
-    if (msgpack_pack_str(pk, s.len) != 0)
-        return -1;
-    return msgpack_pack_str_body(pk, s.ptr, s.len);
+    int rc;
+    if (s.len < 32)
+        rc = wr_byte(b, (uint8_t)(0xa0 | s.len));
+    else if (s.len < (1u << 8))
+        rc = wr_tagged(b, 0xd9, s.len, 1);
+    else if (s.len < (1u << 16))
+        rc = wr_tagged(b, 0xda, s.len, 2);
+    else
+        rc = wr_tagged(b, 0xdb, s.len, 4);
+    return rc != 0 ? rc : wr_raw(b, s.ptr, s.len);
 }
 
-static int pack_bin(msgpack_packer *pk, struct proto_str s)
+static int pack_bin(struct proto_buf *b, struct proto_str s)
 {
     assert(s.ptr != NULL || s.len == 0);
-    if (msgpack_pack_bin(pk, s.len) != 0)
-        return -1;
-    return msgpack_pack_bin_body(pk, s.ptr, s.len);
+    int rc;
+    if (s.len < (1u << 8))
+        rc = wr_tagged(b, 0xc4, s.len, 1);
+    else if (s.len < (1u << 16))
+        rc = wr_tagged(b, 0xc5, s.len, 2);
+    else
+        rc = wr_tagged(b, 0xc6, s.len, 4);
+    return rc != 0 ? rc : wr_raw(b, s.ptr, s.len);
 }
 
-static int pack_map(msgpack_packer *pk, const struct proto_map *m)
+static int pack_map(struct proto_buf *b, const struct proto_map *m)
 {
     assert(m->count <= PROTO_MAP_MAX);
-    if (msgpack_pack_map(pk, m->count) != 0)
+    if (wr_container(b, m->count, 0x80, 0xde) != 0)
         return -1;
     for (uint32_t i = 0; i < m->count; i++) {
-        if (pack_str(pk, m->kv[i].key) != 0 || pack_str(pk, m->kv[i].value) != 0)
+        if (pack_str(b, m->kv[i].key) != 0 || pack_str(b, m->kv[i].value) != 0)
             return -1;
     }
     return 0;
 }
 
-static int pack_list(msgpack_packer *pk, const struct proto_list *l)
+static int pack_list(struct proto_buf *b, const struct proto_list *l)
 {
     assert(l->count <= PROTO_LIST_MAX);
-    if (msgpack_pack_array(pk, l->count) != 0)
+    if (wr_array(b, l->count) != 0)
         return -1;
     for (uint32_t i = 0; i < l->count; i++) {
-        if (pack_str(pk, l->item[i]) != 0)
+        if (pack_str(b, l->item[i]) != 0)
             return -1;
     }
     return 0;
 }
 
-static int pack_chars(msgpack_packer *pk, const char *c, uint32_t max)
+static int pack_chars(struct proto_buf *b, const char *c, uint32_t max)
 {
     struct proto_str s = {c, (uint32_t)strnlen(c, max)};
-    return pack_str(pk, s);
+    return pack_str(b, s);
 }
 
 /* Pack one field of the struct at `base`; non-zero when the buffer failed. */
-static int field_encode(msgpack_packer *pk, const struct field *f, const char *base)
+static int field_encode(struct proto_buf *b, const struct field *f, const char *base)
 {
     const void *at = base + f->offset;
     switch (f->kind) {
-    case FIELD_STR: return pack_str(pk, *(const struct proto_str *)at);
-    case FIELD_BIN: return pack_bin(pk, *(const struct proto_str *)at);
-    case FIELD_INT: return msgpack_pack_int64(pk, *(const int64_t *)at);
+    case FIELD_STR: return pack_str(b, *(const struct proto_str *)at);
+    case FIELD_BIN: return pack_bin(b, *(const struct proto_str *)at);
+    case FIELD_INT: return wr_int(b, *(const int64_t *)at);
     case FIELD_OPT_INT: {
         int64_t v = *(const int64_t *)at;
-        return v == PROTO_UNSET ? msgpack_pack_nil(pk) : msgpack_pack_int64(pk, v);
+        return v == PROTO_UNSET ? wr_nil(b) : wr_int(b, v);
     }
-    case FIELD_UINT: return msgpack_pack_uint64(pk, *(const uint64_t *)at);
-    case FIELD_MAP: return pack_map(pk, at);
+    case FIELD_UINT: return wr_uint(b, *(const uint64_t *)at);
+    case FIELD_MAP: return pack_map(b, at);
     case FIELD_OPT_MAP:
         if (!*(const bool *)(base + f->flag_offset))
-            return msgpack_pack_nil(pk);
-        return pack_map(pk, at);
-    case FIELD_LIST: return pack_list(pk, at);
-    case FIELD_CHARS: return pack_chars(pk, at, f->len_max);
-    case FIELD_ENUM32: return msgpack_pack_int64(pk, *(const int32_t *)at);
-    case FIELD_TRAIL_INT: return msgpack_pack_int64(pk, *(const int64_t *)at);
+            return wr_nil(b);
+        return pack_map(b, at);
+    case FIELD_LIST: return pack_list(b, at);
+    case FIELD_CHARS: return pack_chars(b, at, f->len_max);
+    case FIELD_ENUM32: return wr_int(b, *(const int32_t *)at);
+    case FIELD_TRAIL_INT: return wr_int(b, *(const int64_t *)at);
     }
     assert(!"unknown field kind");
     return -1;
 }
 
-static int cmd_pack(msgpack_packer *pk, const struct proto_cmd *cmd)
+static int cmd_pack(struct proto_buf *b, const struct proto_cmd *cmd)
 {
     assert(cmd_type_is_known(cmd->type));
     const struct cmd_schema *s = &cmd_schemas[cmd->type];
     uint32_t n = fields_to_write(s->fields, schema_field_count(s), (const char *)cmd);
-    if (msgpack_pack_array(pk, CMD_HEADER_COUNT + n) != 0 ||
-        msgpack_pack_uint8(pk, cmd->type) != 0 ||
-        msgpack_pack_uint8(pk, cmd->role) != 0 || pack_str(pk, cmd->key) != 0)
+    if (wr_array(b, CMD_HEADER_COUNT + n) != 0 || wr_uint(b, cmd->type) != 0 ||
+        wr_uint(b, cmd->role) != 0 || pack_str(b, cmd->key) != 0)
         return -1;
     for (uint32_t i = 0; i < n; i++) {
-        if (field_encode(pk, &s->fields[i], (const char *)cmd) != 0)
+        if (field_encode(b, &s->fields[i], (const char *)cmd) != 0)
             return -1;
     }
     return 0;
 }
 
-static int entry_pack(msgpack_packer *pk, const struct proto_entry *entry)
+static int entry_pack(struct proto_buf *b, const struct proto_entry *entry)
 {
     assert(entry->cmd_count == 0 || entry->cmds != NULL);
-    if (msgpack_pack_array(pk, 2) != 0 ||
-        msgpack_pack_int64(pk, entry->timestamp_ms) != 0 ||
-        msgpack_pack_array(pk, entry->cmd_count) != 0)
+    if (wr_array(b, 2) != 0 || wr_int(b, entry->timestamp_ms) != 0 ||
+        wr_array(b, entry->cmd_count) != 0)
         return -1;
     for (uint32_t i = 0; i < entry->cmd_count; i++) {
-        if (cmd_pack(pk, &entry->cmds[i]) != 0)
+        if (cmd_pack(b, &entry->cmds[i]) != 0)
             return -1;
     }
     return 0;
 }
 
-static int result_pack(msgpack_packer *pk, const struct proto_result *res)
+static int result_pack(struct proto_buf *b, const struct proto_result *res)
 {
     uint32_t n = fields_to_write(result_fields, RESULT_FIELD_COUNT, (const char *)res);
-    if (msgpack_pack_array(pk, n) != 0)
+    if (wr_array(b, n) != 0)
         return -1;
     for (uint32_t i = 0; i < n; i++) {
-        if (field_encode(pk, &result_fields[i], (const char *)res) != 0)
+        if (field_encode(b, &result_fields[i], (const char *)res) != 0)
             return -1;
     }
     return 0;
@@ -422,38 +543,29 @@ static int encode_finish(struct proto_buf *out, size_t start_len, int rc)
 
 int proto_entry_encode(struct proto_buf *out, const struct proto_entry *entry)
 {
-    msgpack_packer pk;
     size_t start_len = out->len;
-    uint8_t version = PROTO_VERSION;
-    msgpack_packer_init(&pk, out, buf_write_cb);
-    int rc = proto_buf_append(out, &version, 1);
+    int rc = wr_byte(out, PROTO_VERSION);
     if (rc == 0)
-        rc = entry_pack(&pk, entry);
+        rc = entry_pack(out, entry);
     return encode_finish(out, start_len, rc);
 }
 
 int proto_cmd_encode(struct proto_buf *out, const struct proto_cmd *cmd)
 {
-    msgpack_packer pk;
     size_t start_len = out->len;
-    msgpack_packer_init(&pk, out, buf_write_cb);
-    return encode_finish(out, start_len, cmd_pack(&pk, cmd));
+    return encode_finish(out, start_len, cmd_pack(out, cmd));
 }
 
 int proto_result_encode(struct proto_buf *out, const struct proto_result *res)
 {
-    msgpack_packer pk;
     size_t start_len = out->len;
-    msgpack_packer_init(&pk, out, buf_write_cb);
-    return encode_finish(out, start_len, result_pack(&pk, res));
+    return encode_finish(out, start_len, result_pack(out, res));
 }
 
 int proto_map_encode(struct proto_buf *out, const struct proto_map *m)
 {
-    msgpack_packer pk;
     size_t start_len = out->len;
-    msgpack_packer_init(&pk, out, buf_write_cb);
-    return encode_finish(out, start_len, pack_map(&pk, m));
+    return encode_finish(out, start_len, pack_map(out, m));
 }
 
 /* ---- decoding ---- */
@@ -770,6 +882,7 @@ static int cmd_decode(struct dec *d, struct proto_cmd *cmd)
 {
     uint32_t n;
     uint64_t type, role;
+    const uint8_t *start = d->r.pos;
     memset(cmd, 0, sizeof *cmd);
     d->cmd_type = 0;
     int rc = dec_container(d, subject_field(NULL), false, &n);
@@ -816,6 +929,8 @@ static int cmd_decode(struct dec *d, struct proto_cmd *cmd)
         if (rc != 0)
             return rc;
     }
+    if (d->cmd_index >= 0) /* inside an entry */
+        cmd->encoded = (struct proto_str){(const char *)start, (uint32_t)(d->r.pos - start)};
     return 0;
 }
 

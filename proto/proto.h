@@ -302,6 +302,11 @@ struct proto_cmd {
         struct proto_rate_limit_set_args rate_limit_set;
         struct proto_approval_set_args approval_set;
     } u;
+    /* Set by proto_entry_decode: this command's bytes inside the entry.  The
+     * leader wrote them with proto_cmd_encode, so they are the canonical
+     * encoding and the ledger fingerprints them without encoding again.
+     * Empty otherwise; code that changes a decoded command must clear it. */
+    struct proto_str encoded;
 };
 
 /* The answer to one command.  Which fields mean something depends on the

@@ -380,6 +380,15 @@ static void assert_cmd_round_trips(const struct proto_cmd *c)
     if (rc != 0)
         fail_msg("decode: %s", err.message);
     assert_true(proto_cmd_same(c, &d));
+    assert_int_equal(d.encoded.len, 0); /* only commands inside an entry */
+    /* Encoding what was decoded gives the same bytes: the ledger fingerprints
+     * a command by the bytes it arrived in (proto_cmd.encoded). */
+    struct proto_buf again;
+    proto_buf_init(&again);
+    assert_int_equal(proto_cmd_encode(&again, &d), 0);
+    assert_int_equal(again.len, b.len);
+    assert_memory_equal(again.data, b.data, b.len);
+    proto_buf_free(&again);
     proto_buf_free(&b);
 }
 
@@ -562,6 +571,130 @@ static void big_cmds_fill(uint32_t n)
     }
 }
 
+/* ---- the encoder writes what msgpack-c's packer writes ---- */
+
+/* Re-pack every token of `r` with msgpack-c (ints by their signedness,
+ * strings, bins, containers); the bytes must come out the same. */
+static void repack(struct mp_reader *r, msgpack_packer *pk)
+{
+    assert_true(r->pos < r->end);
+    uint8_t t = r->pos[0];
+    uint32_t n;
+    const char *p;
+    const uint8_t *bp;
+    if (t == 0xc0) {
+        assert_int_equal(mp_nil_read(r), MP_OK);
+        msgpack_pack_nil(pk);
+    } else if (t <= 0x7f || (t >= 0xcc && t <= 0xcf)) {
+        uint64_t v;
+        assert_int_equal(mp_uint_read(r, &v), MP_OK);
+        msgpack_pack_uint64(pk, v);
+    } else if (t >= 0xe0 || (t >= 0xd0 && t <= 0xd3)) {
+        int64_t v;
+        assert_int_equal(mp_int_read(r, &v), MP_OK);
+        msgpack_pack_int64(pk, v);
+    } else if ((t >= 0xa0 && t <= 0xbf) || (t >= 0xd9 && t <= 0xdb)) {
+        assert_int_equal(mp_str_read(r, &p, &n), MP_OK);
+        msgpack_pack_str(pk, n);
+        msgpack_pack_str_body(pk, p, n);
+    } else if (t >= 0xc4 && t <= 0xc6) {
+        assert_int_equal(mp_bin_read(r, &bp, &n), MP_OK);
+        msgpack_pack_bin(pk, n);
+        msgpack_pack_bin_body(pk, bp, n);
+    } else if ((t >= 0x90 && t <= 0x9f) || t == 0xdc || t == 0xdd) {
+        assert_int_equal(mp_array_read(r, &n), MP_OK);
+        msgpack_pack_array(pk, n);
+        for (uint32_t i = 0; i < n; i++)
+            repack(r, pk);
+    } else if ((t >= 0x80 && t <= 0x8f) || t == 0xde || t == 0xdf) {
+        assert_int_equal(mp_map_read(r, &n), MP_OK);
+        msgpack_pack_map(pk, n);
+        for (uint32_t i = 0; i < 2 * n; i++)
+            repack(r, pk);
+    } else {
+        fail_msg("unexpected msgpack byte 0x%02x", t);
+    }
+}
+
+static void assert_packer_bytes(const struct proto_buf *b, size_t skip)
+{
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    struct mp_reader r;
+    mp_reader_init(&r, b->data + skip, b->len - skip);
+    repack(&r, &pk);
+    assert_int_equal(mp_reader_left(&r), 0);
+    assert_int_equal(sb.size, b->len - skip);
+    assert_memory_equal(sb.data, b->data + skip, sb.size);
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static const int64_t edge_ints[] = {
+    0, 1, 31, 32, 127, 128, 255, 256, 65535, 65536, 4294967295LL, 4294967296LL,
+    INT64_MAX, -1, -31, -32, -33, -127, -128, -129, -32767, -32768, -32769,
+    -2147483647LL, -2147483648LL, -2147483649LL, INT64_MIN + 1, INT64_MIN};
+
+static void test_encoder_writes_what_msgpack_c_writes(void **state)
+{
+    (void)state;
+    static char text[PROTO_MAP_VALUE_MAX + 1];
+    memset(text, 'x', sizeof text - 1);
+    struct proto_buf b;
+    proto_buf_init(&b);
+    size_t nints = sizeof edge_ints / sizeof edge_ints[0];
+    /* Results: every integer width in every field, strings of every length. */
+    for (size_t i = 0; i <= PROTO_NAME_MAX; i++) {
+        struct proto_result res;
+        memset(&res, 0, sizeof res);
+        res.status = (int32_t)edge_ints[i % nints];
+        res.id = (uint64_t)edge_ints[i % nints];
+        res.amount_micros = edge_ints[i % nints];
+        res.remaining_micros = edge_ints[(i + 1) % nints];
+        res.expires_at_ms = edge_ints[(i + 2) % nints];
+        res.transfer_id = (uint64_t)edge_ints[(i + 3) % nints];
+        res.overrun_micros = edge_ints[(i + 4) % nints];
+        res.returned_micros = edge_ints[(i + 5) % nints];
+        size_t nl = i, ml = i % (PROTO_MESSAGE_MAX + 1);
+        memcpy(res.name, text, nl);
+        memcpy(res.message, text, ml);
+        b.len = 0;
+        assert_int_equal(proto_result_encode(&b, &res), 0);
+        assert_packer_bytes(&b, 0);
+    }
+    /* Commands: every type, keys and metadata of every size class. */
+    for (int type = 1; type < PROTO_CMD_TYPE_COUNT; type++) {
+        for (uint32_t len = 0; len <= PROTO_MAP_VALUE_MAX; len++) {
+            struct proto_cmd c = sample_cmd(type);
+            c.key = (struct proto_str){text, len < PROTO_KEY_MAX ? len : PROTO_KEY_MAX};
+            if (type == PROTO_CMD_RESERVE) {
+                c.u.reserve.amount_micros = edge_ints[len % nints];
+                c.u.reserve.ttl_ms = edge_ints[(len + 3) % nints];
+                c.u.reserve.metadata.count = len % (PROTO_MAP_MAX + 1);
+                for (uint32_t k = 0; k < c.u.reserve.metadata.count; k++) {
+                    c.u.reserve.metadata.kv[k].key = (struct proto_str){text, k + 1};
+                    c.u.reserve.metadata.kv[k].value = (struct proto_str){text, len};
+                }
+            }
+            b.len = 0;
+            assert_int_equal(proto_cmd_encode(&b, &c), 0);
+            assert_packer_bytes(&b, 0);
+        }
+    }
+    /* Entries: the timestamp's widths and an array16 of commands. */
+    big_cmds_fill(PROTO_BATCH_MAX);
+    for (size_t i = 0; i < nints; i++) {
+        struct proto_entry e = {.timestamp_ms = edge_ints[i],
+                                .cmd_count = i == 0 ? PROTO_BATCH_MAX : (uint32_t)i,
+                                .cmds = big_cmds};
+        b.len = 0;
+        assert_int_equal(proto_entry_encode(&b, &e), 0);
+        assert_packer_bytes(&b, 1); /* after the version byte */
+    }
+    proto_buf_free(&b);
+}
+
 static void test_entry_of_4096_commands_round_trips(void **state)
 {
     (void)state;
@@ -582,6 +715,14 @@ static void test_entry_of_4096_commands_round_trips(void **state)
     for (uint32_t i = 0; i < PROTO_BATCH_MAX; i++) {
         if (!proto_cmd_same(&big_cmds[i], &d.cmds[i]))
             fail_msg("command %u differs after the round trip", i);
+        /* Each command knows its own bytes: exactly its canonical encoding. */
+        struct proto_buf one;
+        proto_buf_init(&one);
+        assert_int_equal(proto_cmd_encode(&one, &big_cmds[i]), 0);
+        if (d.cmds[i].encoded.len != one.len ||
+            memcmp(d.cmds[i].encoded.ptr, one.data, one.len) != 0)
+            fail_msg("command %u: encoded span is not its encoding", i);
+        proto_buf_free(&one);
     }
     proto_buf_free(&b);
 }
@@ -1865,6 +2006,7 @@ int main(void)
         cmocka_unit_test(test_result_with_longest_name_and_message_round_trips),
         cmocka_unit_test(test_empty_result_round_trips),
         cmocka_unit_test(test_entry_of_4096_commands_round_trips),
+        cmocka_unit_test(test_encoder_writes_what_msgpack_c_writes),
         cmocka_unit_test(test_empty_entry_round_trips),
         cmocka_unit_test(test_encoders_append_to_the_buffer),
         cmocka_unit_test(test_decoded_map_raw_is_the_exact_map_bytes),
