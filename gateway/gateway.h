@@ -10,6 +10,7 @@
  *   budget.c   the budget API (/v1/budget/...)
  *   proxy.c    the provider proxy (/v1/chat/completions, /v1/messages, ...)
  *   metrics.c  Prometheus counters and latency histograms
+ *   log.c      JSON log lines on stderr, written once per loop turn
  *   upstream.c libcurl multi on the loop;  sse.c usage metering
  *
  * One loop, one thread.  A request's state lives in a struct gw_call that
@@ -76,6 +77,9 @@ struct gw {
     uint64_t request_seq;
     bool is_ready;      /* a quorum answered recently */
     uv_timer_t ready_timer;
+    /* proxy.c: settles held back to share the next reserve's raft entry */
+    struct gw_call *settle_queue;
+    uv_timer_t settle_timer;
 };
 
 /* A call in progress (one HTTP request). */
@@ -103,6 +107,7 @@ struct gw_call {
     /* what the call does next (proxy.c / budget.c) */
     void *ctx;
     void (*ctx_free)(struct gw_call *c);
+    struct gw_call *settle_next; /* proxy.c: link in gw.settle_queue */
 };
 
 /* ---- config.c ---- */
@@ -190,6 +195,20 @@ void gw_reply_unavailable(struct gw_call *c, const char *message);
 int gw_budget_handle(struct gw_call *c, h2o_req_t *req);
 int gw_proxy_handle(struct gw_call *c, h2o_req_t *req, const char *endpoint,
                     enum gw_provider provider);
+/* Settles held back (see proxy.c): init the timer; send them all now. */
+void gw_proxy_settle_init(struct gw *g);
+void gw_proxy_settle_flush(struct gw *g);
+
+/* ---- log.c ---- */
+/* Lines are buffered and written at the end of the loop turn (and at exit,
+ * by atexit); before gw_log_init they are written at once. */
+void gw_log_init(uv_loop_t *loop);
+void gw_log_flush(void);
+/* The call's line: request id, endpoint, status, account, key id, refusal
+ * and the phase times (never a key or a secret). */
+void gw_log_call(const struct gw_call *c, double total_ms);
+/* Any other line (fmt ends with "\n"). */
+void gw_log_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- metrics.c ---- */
 int gw_metrics_init(struct gw *g);

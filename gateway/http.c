@@ -35,13 +35,7 @@ static void gw_call_free(struct gw_call *c)
     double total = (double)(gw_now_ns() - c->start_ns) / 1e6;
     gw_metrics_request(c->gw, c->endpoint, c->status, c->refusal[0] ? c->refusal : NULL, total,
                        c->reserve_ms, c->upstream_ms, c->settle_ms);
-    /* One JSON line per call; never a key or a secret. */
-    fprintf(stderr,
-            "{\"request_id\":\"%s\",\"endpoint\":\"%s\",\"status\":%d,\"account\":\"%s\","
-            "\"key_id\":\"%s\",\"refusal\":\"%s\",\"total_ms\":%.3f,\"reserve_ms\":%.3f,"
-            "\"upstream_ms\":%.3f,\"settle_ms\":%.3f}\n",
-            c->request_id, c->endpoint, c->status, c->account, c->key_id, c->refusal, total,
-            c->reserve_ms, c->upstream_ms, c->settle_ms);
+    gw_log_call(c, total); /* never a key or a secret */
     if (c->ctx_free)
         c->ctx_free(c);
     free(c->metadata_buf);
@@ -76,6 +70,31 @@ static void gw_req_disposed(void *p)
     gw_call_release(c);
 }
 
+/* "req-%llx-%llu" of the start time and the sequence number, without
+ * printf (every request has one). */
+static void gw_request_id(char out[32], uint64_t t, uint64_t seq)
+{
+    static const char hex[] = "0123456789abcdef";
+    char d[20];
+    size_t i = sizeof d, n = 4;
+    memcpy(out, "req-", 4);
+    do {
+        d[--i] = hex[t & 15];
+        t >>= 4;
+    } while (t);
+    memcpy(out + n, d + i, sizeof d - i);
+    n += sizeof d - i;
+    out[n++] = '-';
+    i = sizeof d;
+    do {
+        d[--i] = (char)('0' + seq % 10);
+        seq /= 10;
+    } while (seq);
+    size_t len = sizeof d - i < 31 - n ? sizeof d - i : 31 - n; /* cut as snprintf did */
+    memcpy(out + n, d + i, len);
+    out[n + len] = '\0';
+}
+
 struct gw_call *gw_call_new(struct gw *g, h2o_req_t *req, const char *endpoint)
 {
     struct gw_call *c = calloc(1, sizeof *c);
@@ -86,9 +105,7 @@ struct gw_call *gw_call_new(struct gw *g, h2o_req_t *req, const char *endpoint)
     c->refs = 1; /* released when h2o disposes of the request */
     c->start_ns = gw_now_ns();
     c->endpoint = endpoint;
-    snprintf(c->request_id, sizeof c->request_id, "req-%llx-%llu",
-             (unsigned long long)(c->start_ns & 0xffffffffffull),
-             (unsigned long long)++g->request_seq);
+    gw_request_id(c->request_id, c->start_ns & 0xffffffffffull, ++g->request_seq);
     struct gw_req_link *link = h2o_mem_alloc_shared(&req->pool, sizeof *link, gw_req_disposed);
     link->call = c;
     return c;
@@ -119,11 +136,40 @@ void gw_add_header(struct gw_call *c, const char *name, const char *value)
     h2o_add_header_by_str(&req->pool, &req->res.headers, n, nl, 0, NULL, v, vl);
 }
 
+/* Appends ms as "%.2f" would print it (no printf: this is on every
+ * answer); returns the new end. */
+static char *gw_put_ms2(char *p, double ms)
+{
+    if (!(ms >= 0) || ms > 1e12)
+        return p + sprintf(p, "%.2f", ms > 1e12 ? 1e12 : 0.0);
+    uint64_t cs = (uint64_t)(ms * 100.0 + 0.5);
+    char d[24];
+    size_t i = sizeof d;
+    uint64_t whole = cs / 100;
+    do {
+        d[--i] = (char)('0' + whole % 10);
+        whole /= 10;
+    } while (whole);
+    memcpy(p, d + i, sizeof d - i);
+    p += sizeof d - i;
+    *p++ = '.';
+    *p++ = (char)('0' + cs / 10 % 10);
+    *p++ = (char)('0' + cs % 10);
+    return p;
+}
+
 void gw_add_timing_headers(struct gw_call *c)
 {
     char t[160];
-    snprintf(t, sizeof t, "reserve;dur=%.2f, upstream;dur=%.2f, settle;dur=%.2f", c->reserve_ms,
-             c->upstream_ms, c->settle_ms);
+    char *p = t;
+    static const char *const names[3] = {"reserve;dur=", ", upstream;dur=", ", settle;dur="};
+    const double ms[3] = {c->reserve_ms, c->upstream_ms, c->settle_ms};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(names[i]);
+        memcpy(p, names[i], n);
+        p = gw_put_ms2(p + n, ms[i]);
+    }
+    *p = '\0';
     gw_add_header(c, "server-timing", t);
     gw_add_header(c, "x-request-id", c->request_id);
 }

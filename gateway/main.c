@@ -53,10 +53,11 @@ static void gw_on_signal(uv_signal_t *h, int signum)
 {
     struct gw *g = h->data;
     (void)signum;
-    fprintf(stderr, "purser-gateway: stopping\n");
+    gw_log_printf("purser-gateway: stopping\n");
     uv_signal_stop(&g->sigterm);
     uv_signal_stop(&g->sigint);
     uv_timer_stop(&g->ready_timer);
+    gw_proxy_settle_flush(g);
     gw_http_stop(g);
     uv_stop(g->loop);
 }
@@ -151,6 +152,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "purser-gateway: --cluster: %s\n", perr.message);
         return 2;
     }
+    gw_log_init(g.loop);
     if (gw_metrics_init(&g) != 0 || gw_upstream_init(&g.upstream, g.loop) != 0) {
         fprintf(stderr, "purser-gateway: cannot start (memory or libcurl)\n");
         return 1;
@@ -159,6 +161,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "purser-gateway: %s\n", msg);
         return 1;
     }
+    gw_proxy_settle_init(&g);
     uv_timer_init(g.loop, &g.ready_timer);
     g.ready_timer.data = &g;
     uv_timer_start(&g.ready_timer, gw_probe, 0, 1000);
@@ -170,5 +173,6 @@ int main(int argc, char **argv)
     fprintf(stderr, "purser-gateway: listening on %s, cluster %s%s, %u models\n", listen, cluster,
             cluster_tls ? " (TLS)" : "", g.config.model_count);
     uv_run(g.loop, UV_RUN_DEFAULT);
+    gw_log_flush();
     return 0;
 }

@@ -24,7 +24,17 @@ struct gw_counter {
     uint64_t value;
 };
 
+/* (endpoint, status) -> requests[] index: the endpoints are static
+ * strings, so the hot path compares a pointer and an int, no formatting. */
+struct gw_request_key {
+    const char *endpoint;
+    int status;
+    int index;
+};
+
 struct gw_metrics {
+    struct gw_request_key request_keys[GW_M_KEYS];
+    int request_key_count;
     int64_t reserved_micros; /* holds outstanding from this gateway's calls */
     uint64_t spent_micros;   /* charged through this gateway since start */
     struct gw_counter requests[GW_M_KEYS];
@@ -51,16 +61,44 @@ static void gw_hist_add(struct gw_hist *h, double ms)
     h->count++;
 }
 
-static void gw_counter_add(struct gw_counter *t, const char *label)
+/* The label's counter (created on first sight), or -1 when the table is full. */
+static int gw_counter_find(struct gw_counter *t, const char *label)
 {
     for (int i = 0; i < GW_M_KEYS; i++) {
         if (t[i].label[0] == '\0')
             snprintf(t[i].label, sizeof t[i].label, "%s", label);
-        if (strcmp(t[i].label, label) == 0) {
-            t[i].value++;
+        if (strcmp(t[i].label, label) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static void gw_counter_add(struct gw_counter *t, const char *label)
+{
+    int i = gw_counter_find(t, label);
+    if (i >= 0)
+        t[i].value++;
+}
+
+static void gw_request_count(struct gw_metrics *m, const char *endpoint, int status)
+{
+    for (int i = 0; i < m->request_key_count; i++) {
+        const struct gw_request_key *k = &m->request_keys[i];
+        if (k->endpoint == endpoint && k->status == status) {
+            m->requests[k->index].value++;
             return;
         }
     }
+    char label[96];
+    snprintf(label, sizeof label, "endpoint=\"%s\",status=\"%d\"", endpoint ? endpoint : "?",
+             status);
+    int index = gw_counter_find(m->requests, label);
+    if (index < 0)
+        return;
+    m->requests[index].value++;
+    if (m->request_key_count < GW_M_KEYS)
+        m->request_keys[m->request_key_count++] =
+            (struct gw_request_key){.endpoint = endpoint, .status = status, .index = index};
 }
 
 void gw_metrics_request(struct gw *g, const char *endpoint, int status, const char *refusal,
@@ -68,11 +106,9 @@ void gw_metrics_request(struct gw *g, const char *endpoint, int status, const ch
                         double settle_ms)
 {
     struct gw_metrics *m = g->metrics;
-    char label[96];
-    snprintf(label, sizeof label, "endpoint=\"%s\",status=\"%d\"", endpoint ? endpoint : "?",
-             status);
-    gw_counter_add(m->requests, label);
+    gw_request_count(m, endpoint, status);
     if (refusal) {
+        char label[96];
         snprintf(label, sizeof label, "type=\"%s\"", refusal);
         gw_counter_add(m->refusals, label);
     }

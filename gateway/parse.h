@@ -26,7 +26,9 @@
  * duplicate keys.  On success *buf is a malloc'ed copy of the keys and
  * values (the caller frees it), out->kv are views into it and out->count is
  * set; out->raw is not touched.  On failure nothing is allocated, `out` is
- * untouched and msg says why.  Returns 0 or -1. */
+ * untouched and msg says why.  Returns 0 or -1.  The last text accepted is
+ * remembered (agents repeat it on every call): the same text again is
+ * answered from that memory, in a new buffer, without parsing. */
 int gw_parse_metadata(const char *text, struct proto_map *out, char **buf, char *msg, size_t cap);
 
 /* X-Budget-Hint: a USD amount from 0 to PROTO_AMOUNT_MAX micros (money.h's
@@ -36,11 +38,12 @@ int gw_parse_hint(const char *text, int64_t *micros);
 /* A proxied call's body, as far as the gateway reads it. */
 struct gw_proxy_request {
     json_t *body;             /* the parsed object (owned by the caller on success) */
-    const char *model;        /* inside body: 1..PROTO_TEXT_MAX bytes */
+    const char *model;        /* inside body or model_buf: 1..PROTO_TEXT_MAX bytes */
     bool is_stream;           /* "stream": true */
     bool has_max_tokens;      /* "max_completion_tokens", else "max_tokens", present */
     bool is_max_tokens_bad;   /* ... but not an integer in 0..GW_PARSE_MAX_TOKENS */
     int64_t max_tokens;       /* when present and valid */
+    char model_buf[PROTO_TEXT_MAX + 1]; /* the model when body is NULL */
 };
 
 #define GW_PARSE_MAX_TOKENS 100000000
@@ -52,6 +55,13 @@ struct gw_proxy_request {
  * the gateway checks the model's route first. */
 int gw_parse_proxy_body(const char *body, size_t len, struct gw_proxy_request *out, char *msg,
                         size_t cap);
+/* The same without building the document when it can: out->body is NULL
+ * then (out->model in out->model_buf), unless the text needed a full
+ * parser (escaped names or model).  Same answers, same messages.  For
+ * callers that need only the fields (the proxy loads the document itself
+ * when it must rewrite it). */
+int gw_parse_proxy_fields(const char *body, size_t len, struct gw_proxy_request *out, char *msg,
+                          size_t cap);
 /* The answer for out->is_max_tokens_bad. */
 #define GW_PARSE_MAX_TOKENS_MESSAGE "max_tokens must be a non-negative integer"
 

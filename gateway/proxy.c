@@ -70,7 +70,7 @@ struct gw_proxy {
     int upstream_error;
     char upstream_message[256];
     char *forward_body;
-    char header_lines[3][600];
+    char header_lines[1][96];     /* anthropic-version */
     const char *header_ptrs[GW_UPSTREAM_HEADERS_MAX];
 };
 
@@ -144,11 +144,11 @@ static void gw_proxy_settled(struct gw_call *c, int status, const struct proto_r
         gw_proxy_settle_write(c); /* same key: idempotent */
         return;
     }
-    fprintf(stderr, "{\"request_id\":\"%s\",\"warning\":\"%s of reservation %llu not"
-                    " acknowledged (%s): it expires charged in full\"}\n",
-            c->request_id, p->is_release ? "release" : "commit",
-            (unsigned long long)p->reservation_id,
-            status == PC_OK ? r->message : (message ? message : "unavailable"));
+    gw_log_printf("{\"request_id\":\"%s\",\"warning\":\"%s of reservation %llu not"
+                  " acknowledged (%s): it expires charged in full\"}\n",
+                  c->request_id, p->is_release ? "release" : "commit",
+                  (unsigned long long)p->reservation_id,
+                  status == PC_OK ? r->message : (message ? message : "unavailable"));
 }
 
 static void gw_proxy_settle_write(struct gw_call *c)
@@ -170,6 +170,54 @@ static void gw_proxy_settle_write(struct gw_call *c)
     }
     cmd.key = proto_str_c(key);
     gw_ledger_apply(c, &cmd, gw_proxy_settled);
+}
+
+/* Held settles.  With one connection, the commit of call N leaves right
+ * after the answer and the reserve of call N+1 a few tens of microseconds
+ * later, so they land in two raft entries and the reserve waits behind the
+ * commit's disk write on every node.  Holding the first attempt of a settle
+ * until the next reserve goes out (or GW_SETTLE_HOLD_MS, whichever is first)
+ * puts both in one frame batch, hence one entry: one consensus round per
+ * call instead of two in a row.  Under load reserves flow all the time and
+ * the hold is a loop turn.  Retries are sent at once. */
+#define GW_SETTLE_HOLD_MS 1
+
+void gw_proxy_settle_flush(struct gw *g)
+{
+    struct gw_call *c = g->settle_queue;
+    g->settle_queue = NULL;
+    uv_timer_stop(&g->settle_timer);
+    while (c) {
+        struct gw_call *next = c->settle_next;
+        c->settle_next = NULL;
+        gw_proxy_settle_write(c);
+        gw_call_release(c); /* the queue's hold */
+        c = next;
+    }
+}
+
+static void gw_proxy_settle_timer_cb(uv_timer_t *t)
+{
+    gw_proxy_settle_flush(t->data);
+}
+
+void gw_proxy_settle_init(struct gw *g)
+{
+    uv_timer_init(g->loop, &g->settle_timer);
+    g->settle_timer.data = g;
+}
+
+/* Queue the first settle attempt (order kept: the queue is short). */
+static void gw_proxy_settle_hold(struct gw_call *c)
+{
+    struct gw *g = c->gw;
+    gw_call_hold(c);
+    struct gw_call **at = &g->settle_queue;
+    while (*at)
+        at = &(*at)->settle_next;
+    *at = c;
+    if (!uv_is_active((uv_handle_t *)&g->settle_timer))
+        uv_timer_start(&g->settle_timer, gw_proxy_settle_timer_cb, GW_SETTLE_HOLD_MS, 0);
 }
 
 static void gw_proxy_headers_budget(struct gw_call *c, int64_t cost)
@@ -203,7 +251,7 @@ static void gw_proxy_commit(struct gw_call *c, int64_t cost)
         gw_reply_raw(c, p->up_status, p->content_type[0] ? p->content_type : "application/json",
                      p->body_buf.data ? p->body_buf.data : "", p->body_buf.len);
     }
-    gw_proxy_settle_write(c);
+    gw_proxy_settle_hold(c);
 }
 
 static void gw_proxy_release(struct gw_call *c)
@@ -211,7 +259,7 @@ static void gw_proxy_release(struct gw_call *c)
     struct gw_proxy *p = c->ctx;
     p->is_release = true;
     p->t0_ns = gw_now_ns();
-    gw_proxy_settle_write(c);
+    gw_proxy_settle_hold(c);
     if (p->is_streaming_out) {
         gw_proxy_send_final(c);
         return;
@@ -419,30 +467,53 @@ static size_t gw_proxy_pass_headers(struct gw_call *c, size_t n)
     return n;
 }
 
+/* The provider credential line of each upstream, built on first use (the
+ * config does not change while the gateway runs): no formatting per call. */
+static const char *gw_proxy_credential_line(const struct gw *g, const struct gw_upstream_conf *up)
+{
+    static struct {
+        const struct gw_upstream_conf *up;
+        char line[600];
+    } lines[GW_UPSTREAMS_MAX];
+    size_t i = (size_t)(up - g->config.upstreams);
+    if (lines[i].up != up) {
+        if (up->provider == GW_PROVIDER_ANTHROPIC)
+            snprintf(lines[i].line, sizeof lines[i].line, "x-api-key: %s", up->api_key);
+        else
+            snprintf(lines[i].line, sizeof lines[i].line, "Authorization: Bearer %s",
+                     up->api_key);
+        lines[i].up = up;
+    }
+    return lines[i].line;
+}
+
 static void gw_proxy_forward(struct gw_call *c)
 {
     struct gw_proxy *p = c->ctx;
     const struct gw_upstream_conf *up = p->up;
-    char url[1024];
-    snprintf(url, sizeof url, "%s%s", up->base_url, p->endpoint);
+    char url[sizeof up->base_url + 64];
+    size_t base_len = strlen(up->base_url), endpoint_len = strlen(p->endpoint);
+    if (endpoint_len >= sizeof url - base_len)
+        endpoint_len = sizeof url - base_len - 1;
+    memcpy(url, up->base_url, base_len);
+    memcpy(url + base_len, p->endpoint, endpoint_len);
+    url[base_len + endpoint_len] = '\0';
     size_t n = 0;
-    snprintf(p->header_lines[n++], sizeof p->header_lines[0], "Content-Type: application/json");
+    p->header_ptrs[n++] = "Content-Type: application/json";
+    p->header_ptrs[n++] = gw_proxy_credential_line(c->gw, up);
     if (up->provider == GW_PROVIDER_ANTHROPIC) {
-        snprintf(p->header_lines[n++], sizeof p->header_lines[0], "x-api-key: %s", up->api_key);
         const char *ver = c->req ? gw_header(c->req, "anthropic-version") : NULL;
-        snprintf(p->header_lines[n++], sizeof p->header_lines[0], "anthropic-version: %.64s",
+        snprintf(p->header_lines[0], sizeof p->header_lines[0], "anthropic-version: %.64s",
                  ver ? ver : "2023-06-01");
-    } else {
-        snprintf(p->header_lines[n++], sizeof p->header_lines[0], "Authorization: Bearer %s",
-                 up->api_key);
+        p->header_ptrs[n++] = p->header_lines[0];
     }
-    for (size_t i = 0; i < n; i++)
-        p->header_ptrs[i] = p->header_lines[i];
     n = gw_proxy_pass_headers(c, n);
     /* OpenAI streams report usage only when asked: ask. */
     const char *body = NULL;
     size_t body_len = 0;
     if (p->is_stream && up->provider == GW_PROVIDER_OPENAI) {
+        if (!p->body && c->req) /* valid JSON: parsed when the call was taken */
+            p->body = json_loadb(c->req->entity.base, c->req->entity.len, 0, NULL);
         json_t *so = json_object_get(p->body, "stream_options");
         if (!json_is_object(so)) {
             so = json_object();
@@ -568,6 +639,7 @@ static void gw_proxy_priced(struct gw_call *c, int status, const struct gw_price
         cmd.key = proto_str_c(key);
     }
     p->t0_ns = gw_now_ns();
+    gw_proxy_settle_flush(c->gw); /* held settles share this reserve's entry */
     gw_ledger_apply(c, &cmd, gw_proxy_reserved);
 }
 
@@ -582,7 +654,9 @@ int gw_proxy_handle(struct gw_call *c, h2o_req_t *req, const char *endpoint,
     struct gw *g = c->gw;
     struct gw_proxy_request pr;
     char msg[400];
-    if (gw_parse_proxy_body(req->entity.base, req->entity.len, &pr, msg, sizeof msg) != 0) {
+    /* The document itself is built only when the call is forwarded with a
+     * rewritten body (see gw_proxy_forward). */
+    if (gw_parse_proxy_fields(req->entity.base, req->entity.len, &pr, msg, sizeof msg) != 0) {
         gw_reply_error(c, 400, "invalid_request", msg, NULL);
         return 0;
     }
@@ -613,7 +687,7 @@ int gw_proxy_handle(struct gw_call *c, h2o_req_t *req, const char *endpoint,
     p->body = body;
     p->route = route;
     p->up = up;
-    snprintf(p->model, sizeof p->model, "%s", pr.model);
+    memcpy(p->model, pr.model, strlen(pr.model) + 1); /* 1..PROTO_TEXT_MAX bytes, checked */
     p->is_embeddings = strcmp(endpoint, "/embeddings") == 0;
     p->is_stream = pr.is_stream;
     gw_sse_init(&p->sse, provider);

@@ -21,6 +21,7 @@
  * message_start has not told us its output.
  */
 #include "gateway/sse.h"
+#include "gateway/json_scan.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -62,16 +63,55 @@ static int buf_append(char **buf, size_t *len, size_t *cap, const char *s, size_
 
 /* ---- reading counts ---- */
 
+/* A usage object as a jansson value, or as the text of a valid JSON value
+ * without escapes (a provider's whole answer: read where it lies, see
+ * gw_usage_from_json). */
+struct usage_src {
+    const json_t *json;
+    const char *text; /* NULL: absent */
+    size_t len;
+    bool is_text;
+};
+
+static struct usage_src src_json(const json_t *v)
+{
+    return (struct usage_src){.json = v};
+}
+
+static bool src_is_object(const struct usage_src *o)
+{
+    return o->is_text ? o->text != NULL && o->text[0] == '{' : json_is_object(o->json);
+}
+
+/* o[key]: absent (NULL / no text) when o is no object or lacks the key. */
+static struct usage_src src_member(const struct usage_src *o, const char *key)
+{
+    if (!o->is_text)
+        return src_json(json_object_get(o->json, key));
+    struct usage_src m = {.is_text = true};
+    if (src_is_object(o) && gw_json_member(o->text, o->len, key, &m.text, &m.len) != GW_JSON_FOUND)
+        m.text = NULL;
+    return m;
+}
+
 /* 1 and *out set when obj[key] is a sane count; 0 when it is absent or null;
  * -1 when it is present but negative, fractional, too large or not a number. */
-static int count_read(const json_t *obj, const char *key, int64_t *out)
+static int count_read(const struct usage_src *obj, const char *key, int64_t *out)
 {
-    json_t *v = json_object_get(obj, key); /* NULL when obj is not an object */
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_integer(v))
-        return -1;
-    json_int_t n = json_integer_value(v);
+    struct usage_src v = src_member(obj, key); /* absent when obj is not an object */
+    json_int_t n;
+    if (!v.is_text) {
+        if (v.json == NULL || json_is_null(v.json))
+            return 0;
+        if (!json_is_integer(v.json))
+            return -1;
+        n = json_integer_value(v.json);
+    } else {
+        if (v.text == NULL || (v.len == 4 && memcmp(v.text, "null", 4) == 0))
+            return 0;
+        if (gw_json_integer(v.text, v.len, &n) != 0)
+            return -1;
+    }
     if (n < 0 || n > GW_USAGE_COUNT_MAX)
         return -1;
     *out = (int64_t)n;
@@ -80,19 +120,20 @@ static int count_read(const json_t *obj, const char *key, int64_t *out)
 
 /* OpenAI's usage object is complete each time it is sent: it replaces what we
  * had.  prompt_tokens includes the cached tokens. */
-static bool usage_read_openai(const json_t *obj, struct gw_usage *usage)
+static bool usage_read_openai(const struct usage_src *obj, struct gw_usage *usage)
 {
     int64_t prompt = 0;
     int64_t completion = 0;
     int64_t cached = 0;
 
-    if (!json_is_object(obj))
+    if (!src_is_object(obj))
         return false;
     if (count_read(obj, "prompt_tokens", &prompt) != 1)
         return false;
     if (count_read(obj, "completion_tokens", &completion) < 0) /* absent: embeddings */
         return false;
-    if (count_read(json_object_get(obj, "prompt_tokens_details"), "cached_tokens", &cached) < 0)
+    struct usage_src details = src_member(obj, "prompt_tokens_details");
+    if (count_read(&details, "cached_tokens", &cached) < 0)
         return false;
     if (cached > prompt)
         cached = prompt;
@@ -121,13 +162,13 @@ static const struct {
  * output_tokens): the fields present replace ours, the others stay.  The
  * object is refused when a field is insane or a needed one is absent.
  * has_usage is left to the caller. */
-static bool usage_read_anthropic(const json_t *obj, struct gw_usage *usage, bool need_input,
-                                 bool need_output)
+static bool usage_read_anthropic(const struct usage_src *obj, struct gw_usage *usage,
+                                 bool need_input, bool need_output)
 {
     struct gw_usage next = *usage;
     bool is_present[sizeof(anthropic_fields) / sizeof(anthropic_fields[0])];
 
-    if (!json_is_object(obj))
+    if (!src_is_object(obj))
         return false;
     for (size_t i = 0; i < sizeof(anthropic_fields) / sizeof(anthropic_fields[0]); i++) {
         int64_t *field = (int64_t *)((char *)&next + anthropic_fields[i].offset);
@@ -148,7 +189,8 @@ static bool usage_read_anthropic(const json_t *obj, struct gw_usage *usage, bool
 
 static void event_read_openai(struct gw_sse *p, const json_t *root)
 {
-    (void)usage_read_openai(json_object_get(root, "usage"), &p->usage);
+    struct usage_src u = src_json(json_object_get(root, "usage"));
+    (void)usage_read_openai(&u, &p->usage);
 }
 
 static void event_read_anthropic(struct gw_sse *p, const json_t *root)
@@ -158,9 +200,11 @@ static void event_read_anthropic(struct gw_sse *p, const json_t *root)
         return;
     if (strcmp(type, "message_start") == 0) {
         json_t *message = json_object_get(root, "message");
-        (void)usage_read_anthropic(json_object_get(message, "usage"), &p->usage, true, false);
+        struct usage_src u = src_json(json_object_get(message, "usage"));
+        (void)usage_read_anthropic(&u, &p->usage, true, false);
     } else if (strcmp(type, "message_delta") == 0) {
-        if (usage_read_anthropic(json_object_get(root, "usage"), &p->usage, false, true))
+        struct usage_src u = src_json(json_object_get(root, "usage"));
+        if (usage_read_anthropic(&u, &p->usage, false, true))
             p->usage.has_usage = true;
     } else if (strcmp(type, "message_stop") == 0) {
         p->is_done = true;
@@ -325,15 +369,35 @@ int gw_usage_from_json(enum gw_provider provider, const char *body, size_t len,
                        struct gw_usage *usage)
 {
     memset(usage, 0, sizeof(*usage));
-    json_t *root = json_loadb(body, len, 0, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
+    /* Only "usage" is read, where it lies in the text once the scan has
+     * validated the whole answer (no document is built); with jansson only
+     * when a member name or the usage object uses escapes. */
+    struct usage_src src = {.is_text = true};
+    json_t *root = NULL;
+    switch (gw_json_member(body, len, "usage", &src.text, &src.len)) {
+    case GW_JSON_FOUND:
+        if (memchr(src.text, '\\', src.len) != NULL) {
+            root = json_loadb(src.text, src.len, JSON_DECODE_ANY, NULL);
+            src = src_json(root);
+        }
+        break;
+    case GW_JSON_ABSENT:
+        src.text = NULL;
+        break;
+    case GW_JSON_ESCAPED:
+        root = json_loadb(body, len, 0, NULL);
+        if (!json_is_object(root)) {
+            json_decref(root);
+            return -1;
+        }
+        src = src_json(json_object_get(root, "usage"));
+        break;
+    default:
         return -1;
     }
-    json_t *obj = json_object_get(root, "usage");
     if (provider == GW_PROVIDER_OPENAI) {
-        (void)usage_read_openai(obj, usage);
-    } else if (usage_read_anthropic(obj, usage, true, true)) {
+        (void)usage_read_openai(&src, usage);
+    } else if (usage_read_anthropic(&src, usage, true, true)) {
         usage->has_usage = true;
     }
     json_decref(root);

@@ -3,7 +3,9 @@
  * gateway's libuv loop.
  *
  * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one
- * uv_poll_t per socket, its context kept with curl_multi_assign) and when to
+ * uv_poll_t per socket, its context kept with curl_multi_assign; for a
+ * connection socket, which we open and close for curl, the uv_poll lives as
+ * long as the connection, across the calls that reuse it) and when to
  * wake it (CURLMOPT_TIMERFUNCTION: one uv_timer_t); we hand readiness back
  * with curl_multi_socket_action and collect finished transfers with
  * curl_multi_info_read.  The multi handle keeps the connection cache, so
@@ -12,18 +14,30 @@
  * libcurl forbids adding or removing easy handles from inside its callbacks,
  * and the header promises that on_done never runs inside
  * gw_upstream_call_start or gw_upstream_call_cancel.  So start, cancel and
- * resume only set flags and queue the call on the `pending` list; a uv_idle
- * handle, active only while the list is not empty, does the curl work from
- * the loop (add the handle, remove it and report ECANCELED, unpause).  A
- * call canceled while curl is delivering to it makes its callback return an
- * error, so curl stops at once and nothing more is delivered.
+ * resume only set flags and queue the call on the `pending` list, which the
+ * loop serves (add the handle, remove it and report ECANCELED, unpause)
+ * from a uv_check handle — right after the I/O callbacks of the same loop
+ * turn, so the calls started in one turn leave together at its end — and
+ * from a uv_idle handle, which keeps the loop from blocking while the list
+ * is not empty (a call queued from the check itself waits one turn).  Both
+ * are active only while the list is not empty.  Handles just added are
+ * driven at once (curl_multi_socket_action with CURL_SOCKET_TIMEOUT, what
+ * curl's 0 ms timer would do a loop turn later): under load every loop turn
+ * deferred is a turn's worth of other calls' work added to this one's
+ * latency.  A call canceled while curl is delivering to it makes its
+ * callback return an error, so curl stops at once and nothing more is
+ * delivered.
  *
  * Pausing is a flag: the next write callback answers CURL_WRITEFUNC_PAUSE,
  * curl keeps that chunk and stops reading the socket until the idle handle
  * calls curl_easy_pause(CURLPAUSE_CONT), which redelivers it.
  *
  * Memory: one malloc per call (plus curl's), a header buffer that lives
- * from the first response header to on_head, one malloc per socket.
+ * from the first response header to on_head, one malloc per socket.  Easy
+ * handles are kept for reuse (curl_easy_reset) up to
+ * GW_UPSTREAM_EASY_POOL_MAX: a fresh one costs several allocations; header
+ * buffers too (a 16 KiB malloc per call also made glibc consolidate its
+ * fast bins every time).
  */
 #include "gateway/upstream.h"
 
@@ -32,6 +46,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -43,11 +59,17 @@
 /* Of a URL quoted in a message (up to its query, which may hold a key). */
 #define GW_UPSTREAM_URL_QUOTE_MAX 200
 #define GW_UPSTREAM_METHOD_MAX 16
+/* Idle easy handles and response header buffers kept for the next calls. */
+#define GW_UPSTREAM_EASY_POOL_MAX 64
+#define GW_UPSTREAM_HEAD_POOL_MAX 16
 
 struct upstream_sock {
     uv_poll_t poll;
     struct gw_upstream *u;
     curl_socket_t fd;
+    int events;     /* UV_READABLE | UV_WRITABLE being watched; 0: stopped */
+    bool is_conn;   /* a connection socket we opened for curl: lives until curl closes it */
+    bool is_curl;   /* curl asked to watch it (between its first event and CURL_POLL_REMOVE) */
     struct upstream_sock *prev, *next; /* u->socks */
 };
 
@@ -55,11 +77,18 @@ struct gw_upstream {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t timer; /* curl's timeout */
-    uv_idle_t idle;   /* runs the pending list */
+    uv_check_t check; /* runs the pending list at the end of a loop turn */
+    uv_idle_t idle;   /* ... and keeps the loop from blocking meanwhile */
+    CURL *easy_pool[GW_UPSTREAM_EASY_POOL_MAX];
+    size_t easy_pool_count;
+    char *head_pool[GW_UPSTREAM_HEAD_POOL_MAX]; /* GW_UPSTREAM_RESPONSE_HEADER_BYTES_MAX each */
+    size_t head_pool_count;
     struct gw_upstream_call *calls; /* every call not yet finished */
     struct gw_upstream_call *pending_head, *pending_tail;
     size_t pending_count;
     struct upstream_sock *socks;
+    struct upstream_sock **conn_by_fd; /* is_conn sockets by descriptor */
+    size_t conn_by_fd_cap;
     int curl_depth;    /* > 0 while inside libcurl (its callbacks may run) */
     int handles_open;  /* uv handles not yet closed: u is freed at 0 */
     bool is_closing;
@@ -121,6 +150,7 @@ static void pending_remove(struct gw_upstream *u, struct gw_upstream_call *c)
 }
 
 static void on_idle(uv_idle_t *idle);
+static void on_check(uv_check_t *check);
 
 static void pending_add(struct gw_upstream *u, struct gw_upstream_call *c)
 {
@@ -135,6 +165,7 @@ static void pending_add(struct gw_upstream *u, struct gw_upstream_call *c)
     u->pending_tail = c;
     c->is_pending = true;
     u->pending_count++;
+    uv_check_start(&u->check, on_check);
     uv_idle_start(&u->idle, on_idle);
 }
 
@@ -149,12 +180,31 @@ static void calls_remove(struct gw_upstream *u, struct gw_upstream_call *c)
     c->prev = c->next = NULL;
 }
 
+/* ---- pooled header buffers ---- */
+
+static char *head_buf_take(struct gw_upstream *u)
+{
+    if (u->head_pool_count > 0)
+        return u->head_pool[--u->head_pool_count];
+    return malloc(GW_UPSTREAM_RESPONSE_HEADER_BYTES_MAX);
+}
+
+static void head_buf_give(struct gw_upstream *u, char *buf)
+{
+    if (buf != NULL && !u->is_closing && u->head_pool_count < GW_UPSTREAM_HEAD_POOL_MAX)
+        u->head_pool[u->head_pool_count++] = buf;
+    else
+        free(buf);
+}
+
 /* ---- handles ---- */
 
 static void upstream_maybe_free(struct gw_upstream *u)
 {
-    if (u->is_closing && u->handles_open == 0)
+    if (u->is_closing && u->handles_open == 0) {
+        free(u->conn_by_fd);
         free(u);
+    }
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -175,6 +225,8 @@ static void on_sock_closed(uv_handle_t *h)
 
 static void sock_close(struct gw_upstream *u, struct upstream_sock *sk)
 {
+    if (sk->is_conn && (size_t)sk->fd < u->conn_by_fd_cap && u->conn_by_fd[sk->fd] == sk)
+        u->conn_by_fd[sk->fd] = NULL;
     if (sk->prev)
         sk->prev->next = sk->next;
     else
@@ -189,10 +241,15 @@ static void sock_close(struct gw_upstream *u, struct upstream_sock *sk)
 
 static void call_free(struct gw_upstream_call *c)
 {
-    if (c->easy)
+    struct gw_upstream *u = c->u;
+    if (c->easy && !u->is_closing && u->easy_pool_count < GW_UPSTREAM_EASY_POOL_MAX) {
+        curl_easy_reset(c->easy);
+        u->easy_pool[u->easy_pool_count++] = c->easy;
+    } else if (c->easy) {
         curl_easy_cleanup(c->easy);
+    }
     curl_slist_free_all(c->header_list);
-    free(c->head_buf);
+    head_buf_give(u, c->head_buf);
     free(c);
 }
 
@@ -285,11 +342,21 @@ static void upstream_socket_action(struct gw_upstream *u, curl_socket_t fd, int 
     upstream_check_done(u);
 }
 
+/* Watch `events` (0: stop).  libuv's uv_poll_start and uv_poll_stop each
+ * cost epoll_ctl calls, so nothing is done when the set is unchanged. */
+static void sock_watch(struct upstream_sock *sk, int events);
+
 static void on_poll(uv_poll_t *poll, int status, int events)
 {
     struct upstream_sock *sk = poll->data;
     int flags = 0;
 
+    if (!sk->is_curl) {
+        /* An idle connection spoke or closed: curl sees that when it next
+         * picks the connection; until then stop watching it. */
+        sock_watch(sk, 0);
+        return;
+    }
     if (status < 0) {
         flags = CURL_CSELECT_ERR;
     } else {
@@ -301,9 +368,83 @@ static void on_poll(uv_poll_t *poll, int status, int events)
     upstream_socket_action(sk->u, sk->fd, flags);
 }
 
+static void sock_watch(struct upstream_sock *sk, int events)
+{
+    if (events == sk->events)
+        return;
+    sk->events = events;
+    if (events == 0)
+        uv_poll_stop(&sk->poll);
+    else
+        uv_poll_start(&sk->poll, events, on_poll);
+}
+
 static void on_timer(uv_timer_t *timer)
 {
     upstream_socket_action(timer->data, CURL_SOCKET_TIMEOUT, 0);
+}
+
+static struct upstream_sock *sock_new(struct gw_upstream *u, curl_socket_t fd)
+{
+    struct upstream_sock *sk = calloc(1, sizeof(*sk));
+    if (sk == NULL)
+        return NULL;
+    if (uv_poll_init_socket(u->loop, &sk->poll, fd) != 0) {
+        free(sk);
+        return NULL;
+    }
+    sk->poll.data = sk;
+    sk->u = u;
+    sk->fd = fd;
+    sk->next = u->socks;
+    if (u->socks)
+        u->socks->prev = sk;
+    u->socks = sk;
+    u->handles_open++;
+    return sk;
+}
+
+static struct upstream_sock *conn_find(struct gw_upstream *u, curl_socket_t fd)
+{
+    return fd >= 0 && (size_t)fd < u->conn_by_fd_cap ? u->conn_by_fd[fd] : NULL;
+}
+
+/* Connection sockets are opened here so that their uv_poll lives as long as
+ * the connection: curl says CURL_POLL_REMOVE whenever a connection goes
+ * back to its cache and wants it again for the next call on it; keeping the
+ * handle (and its epoll registration) saves several epoll_ctl calls and a
+ * handle per call.  curl closes them through on_curl_close_socket. */
+static curl_socket_t on_curl_open_socket(void *userp, curlsocktype purpose,
+                                         struct curl_sockaddr *addr)
+{
+    struct gw_upstream *u = userp;
+    curl_socket_t fd = socket(addr->family, addr->socktype, addr->protocol);
+    if (fd < 0 || purpose != CURLSOCKTYPE_IPCXN)
+        return fd;
+    if ((size_t)fd >= u->conn_by_fd_cap) {
+        size_t cap = (size_t)fd * 2 + 16;
+        struct upstream_sock **by_fd = realloc(u->conn_by_fd, cap * sizeof(*by_fd));
+        if (by_fd == NULL)
+            return fd; /* watched per call like any other socket */
+        memset(by_fd + u->conn_by_fd_cap, 0, (cap - u->conn_by_fd_cap) * sizeof(*by_fd));
+        u->conn_by_fd = by_fd;
+        u->conn_by_fd_cap = cap;
+    }
+    struct upstream_sock *sk = sock_new(u, fd);
+    if (sk != NULL) {
+        sk->is_conn = true;
+        u->conn_by_fd[fd] = sk;
+    }
+    return fd;
+}
+
+static int on_curl_close_socket(void *userp, curl_socket_t fd)
+{
+    struct gw_upstream *u = userp;
+    struct upstream_sock *sk = conn_find(u, fd);
+    if (sk != NULL)
+        sock_close(u, sk); /* before the descriptor goes: libuv's rule */
+    return close(fd);
 }
 
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
@@ -313,34 +454,30 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     (void)easy;
 
     if (what == CURL_POLL_REMOVE) {
-        if (sk)
+        if (sk == NULL)
+            return 0;
+        sk->is_curl = false;
+        if (!sk->is_conn)
             sock_close(u, sk);
+        /* A cached connection stays watched as it was: a call that reuses
+         * it usually wants the same events, so nothing changes then. */
         return 0;
     }
     if (sk == NULL) {
-        sk = calloc(1, sizeof(*sk));
+        sk = conn_find(u, fd);
+        if (sk == NULL)
+            sk = sock_new(u, fd);
         if (sk == NULL)
             return -1;
-        if (uv_poll_init_socket(u->loop, &sk->poll, fd) != 0) {
-            free(sk);
-            return -1;
-        }
-        sk->poll.data = sk;
-        sk->u = u;
-        sk->fd = fd;
-        sk->next = u->socks;
-        if (u->socks)
-            u->socks->prev = sk;
-        u->socks = sk;
-        u->handles_open++;
         curl_multi_assign(u->multi, fd, sk);
     }
+    sk->is_curl = true;
     int events = 0;
     if (what & CURL_POLL_IN)
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         events |= UV_WRITABLE;
-    uv_poll_start(&sk->poll, events, on_poll);
+    sock_watch(sk, events);
     return 0;
 }
 
@@ -358,10 +495,10 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 /* Does the curl work that start, cancel and resume queued.  Only the calls
  * queued before this round are served, so a callback that keeps queueing
  * cannot hold the loop. */
-static void on_idle(uv_idle_t *idle)
+static void pending_run(struct gw_upstream *u)
 {
-    struct gw_upstream *u = idle->data;
     size_t round = u->pending_count;
+    bool is_added = false;
 
     while (round-- > 0 && u->pending_head != NULL && !u->is_closing) {
         struct gw_upstream_call *c = u->pending_head;
@@ -377,6 +514,7 @@ static void on_idle(uv_idle_t *idle)
                 call_finish(c, GW_UPSTREAM_EFAILED, message);
             } else {
                 c->is_added = true;
+                is_added = true;
             }
         } else if (c->is_curl_paused && !c->is_paused) {
             /* Redelivers the kept chunk from here; may pause again. */
@@ -388,9 +526,24 @@ static void on_idle(uv_idle_t *idle)
     }
     if (u->is_closing)
         return;
-    if (u->pending_head == NULL)
-        uv_idle_stop(idle);
-    upstream_check_done(u);
+    if (u->pending_head == NULL) {
+        uv_check_stop(&u->check);
+        uv_idle_stop(&u->idle);
+    }
+    if (is_added)
+        upstream_socket_action(u, CURL_SOCKET_TIMEOUT, 0); /* checks done calls too */
+    else
+        upstream_check_done(u);
+}
+
+static void on_check(uv_check_t *check)
+{
+    pending_run(check->data);
+}
+
+static void on_idle(uv_idle_t *idle)
+{
+    pending_run(idle->data);
 }
 
 /* ---- curl's callbacks for one call ---- */
@@ -420,7 +573,7 @@ static void head_add(struct gw_upstream_call *c, const char *line, size_t len)
     if (name_len + value_len + 2 > GW_UPSTREAM_RESPONSE_HEADER_BYTES_MAX - c->head_used)
         return;
     if (c->head_buf == NULL) {
-        c->head_buf = malloc(GW_UPSTREAM_RESPONSE_HEADER_BYTES_MAX);
+        c->head_buf = head_buf_take(c->u);
         if (c->head_buf == NULL)
             return;
     }
@@ -443,7 +596,7 @@ static void head_deliver(struct gw_upstream_call *c)
 {
     c->is_head_done = true;
     c->cb.on_head(c->arg, c->status, c->names, c->values, c->header_count);
-    free(c->head_buf);
+    head_buf_give(c->u, c->head_buf);
     c->head_buf = NULL;
     head_reset(c);
 }
@@ -590,6 +743,10 @@ static CURLcode call_configure(struct gw_upstream_call *c, const struct gw_upstr
     SET(CURLOPT_WRITEDATA, (void *)c);
     SET(CURLOPT_ERRORBUFFER, c->errbuf);
     SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_OPENSOCKETFUNCTION, on_curl_open_socket);
+    SET(CURLOPT_OPENSOCKETDATA, (void *)c->u);
+    SET(CURLOPT_CLOSESOCKETFUNCTION, on_curl_close_socket);
+    SET(CURLOPT_CLOSESOCKETDATA, (void *)c->u);
     SET(CURLOPT_TCP_NODELAY, 1L);
     SET(CURLOPT_TCP_KEEPALIVE, 1L);
     SET(CURLOPT_HTTP_CONTENT_DECODING, 0L); /* bytes pass through as sent */
@@ -649,9 +806,11 @@ int gw_upstream_init(struct gw_upstream **out, uv_loop_t *loop)
 
     uv_timer_init(loop, &u->timer);
     u->timer.data = u;
+    uv_check_init(loop, &u->check);
+    u->check.data = u;
     uv_idle_init(loop, &u->idle);
     u->idle.data = u;
-    u->handles_open = 2;
+    u->handles_open = 3;
     *out = u;
     return 0;
 }
@@ -664,12 +823,18 @@ void gw_upstream_close(struct gw_upstream *u)
     u->is_closing = true; /* calls started from on_done are refused */
     while (u->calls != NULL)
         call_cancel_finish(u->calls);
+    uv_check_stop(&u->check);
     uv_idle_stop(&u->idle);
+    while (u->easy_pool_count > 0)
+        curl_easy_cleanup(u->easy_pool[--u->easy_pool_count]);
+    while (u->head_pool_count > 0)
+        free(u->head_pool[--u->head_pool_count]);
     curl_multi_cleanup(u->multi); /* closes cached connections: their socks go */
     u->multi = NULL;
     while (u->socks != NULL)
         sock_close(u, u->socks);
     uv_close((uv_handle_t *)&u->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&u->check, on_handle_closed);
     uv_close((uv_handle_t *)&u->idle, on_handle_closed);
 }
 
@@ -690,7 +855,7 @@ int gw_upstream_call_start(struct gw_upstream *u, const struct gw_upstream_reque
     c->cb = *cb;
     c->arg = arg;
     url_quote(c->url_quote, req->url);
-    c->easy = curl_easy_init();
+    c->easy = u->easy_pool_count > 0 ? u->easy_pool[--u->easy_pool_count] : curl_easy_init();
     if (c->easy == NULL || call_configure(c, req) != CURLE_OK) {
         call_free(c);
         return GW_UPSTREAM_EFAILED;

@@ -8,10 +8,15 @@
  * is slower than a hash table on ten million rows.  Each group-by value is
  * interned once in a per-column dictionary, so a group's key is a short tuple
  * of integers (dictionary ids, account indexes) and the per-row work is a
- * few small hash probes.  Groups are then ordered by the rank of each key
+ * few small hash probes.  With millions of groups those probes miss the
+ * cache, so rows pass through a short pipeline (rep_pipe_step) that
+ * prefetches each row's slots some rows before it uses them.  Group-by
+ * values are read straight from the stored msgpack bytes, only the
+ * requested keys kept.  Groups are then ordered by the rank of each key
  * column — the value's byte order, the account's *name* order — with an LSD
  * radix sort over the packed ranks, so the output is a function of the
- * month's postings alone: equal on every replica and on every run.
+ * month's postings alone: equal on every replica and on every run (the
+ * unit test test_report_output_equals_recorded_digests holds the bytes).
  * tests/bench/report_month measures it at 10M postings.
  *
  * Sums are int64 micros with every addition overflow-checked
@@ -25,6 +30,10 @@
 #define REP_EMPTY UINT32_MAX
 #define REP_FREE UINT64_MAX /* a free hash-table slot */
 #define REP_GROUPS_MAX (UINT32_MAX / 4) /* groups of one view */
+/* For the prefetch helpers: GCC counts a prefetch as no side effect, so a
+ * helper that only prefetches is "pure" to it and a call that it did not
+ * inline gets deleted. */
+#define REP_PREFETCHER static inline __attribute__((always_inline)) void
 
 static const char *const rep_kind_names[] = {
     [LEDGER_REPORT_CHARGEBACK] = "chargeback",
@@ -191,14 +200,60 @@ static uint32_t rep_mix(uint64_t h)
     return (uint32_t)h;
 }
 
+/* ---- sorting ---- */
+
+/* Sort n records of `stride` 64-bit words by their low `bits` bits (the
+ * key: word 0 lowest, then word 1, ...) with an LSD radix sort on 8-bit
+ * digits, stable, using tmp (as large as rec) as the other buffer.  A few
+ * sequential passes, where comparing would miss the cache on every step;
+ * a digit that is the same in every record costs no pass.  Returns the
+ * buffer that holds the result and frees the other. */
+static uint64_t *rep_radix_sort(uint64_t *rec, uint64_t *tmp, size_t n, size_t stride,
+                                uint32_t bits)
+{
+    size_t count[256];
+    for (uint32_t digit = 0; digit * 8 < bits; digit++) {
+        uint32_t at = digit / 8, sh = digit % 8 * 8;
+        memset(count, 0, sizeof count);
+        for (size_t i = 0; i < n; i++)
+            count[(rec[i * stride + at] >> sh) & 0xff]++;
+        if (n == 0 || count[(rec[at] >> sh) & 0xff] == n)
+            continue;
+        size_t sum = 0;
+        for (size_t k = 0; k < 256; k++) {
+            size_t c = count[k];
+            count[k] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) {
+            const uint64_t *x = &rec[i * stride];
+            uint64_t *y = &tmp[count[(x[at] >> sh) & 0xff]++ * stride];
+            for (size_t k = 0; k < stride; k++) /* a few words: no memcpy call */
+                y[k] = x[k];
+        }
+        uint64_t *swap = rec;
+        rec = tmp;
+        tmp = swap;
+    }
+    free(tmp);
+    return rec;
+}
+
 /* ---- dictionaries ---- */
 
+/* Eight bytes a step (a byte-wise hash is a long chain of multiplies per
+ * value); only hash tables see it, so it need not be stable anywhere. */
 static uint32_t rep_str_hash(const char *p, uint32_t n)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (uint32_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)p[i]) * 1099511628211ULL;
-    return rep_mix(h);
+    uint64_t h = 1469598103934665603ULL ^ n, w;
+    for (; n >= 8; p += 8, n -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, p, n);
+    return rep_mix((h ^ w) * 0x9e3779b97f4a7c15ULL);
 }
 
 static const char *rep_dict_str(const struct rep_dict *d, uint32_t id, uint16_t *len)
@@ -230,15 +285,16 @@ static int rep_dict_grow(struct rep *r, struct rep_dict *d)
     return rc;
 }
 
-/* The id of string v in d, added when new. */
-static int rep_dict_id(struct rep *r, struct rep_dict *d, struct rep_val v, uint32_t *id)
+/* The id of string v, whose rep_str_hash is h, in d; added when new. */
+static int rep_dict_id_hashed(struct rep *r, struct rep_dict *d, struct rep_val v, uint32_t h,
+                              uint32_t *id)
 {
     if (d->count == d->cap) {
         int rc = rep_dict_grow(r, d);
         if (rc)
             return rc;
     }
-    uint32_t h = rep_str_hash(v.p, v.n), mask = d->slot_count - 1;
+    uint32_t mask = d->slot_count - 1;
     uint32_t k = h & mask;
     for (; d->slots[k] != REP_FREE; k = (k + 1) & mask) {
         if ((uint32_t)(d->slots[k] >> 32) != h)
@@ -275,58 +331,83 @@ static int rep_dict_id(struct rep *r, struct rep_dict *d, struct rep_val v, uint
     return 0;
 }
 
-/* A dictionary string to sort: 8 bytes of it (after the prefix every string
- * shares) as a big-endian number, so most comparisons stay in the array. */
-struct rep_dict_key {
-    uint64_t prefix;
-    uint32_t id;
-};
+static int rep_dict_id(struct rep *r, struct rep_dict *d, struct rep_val v, uint32_t *id)
+{
+    return rep_dict_id_hashed(r, d, v, rep_str_hash(v.p, v.n), id);
+}
 
+/* Ask the cache for the slot where a string hashed h is looked up. */
+REP_PREFETCHER rep_dict_prefetch(const struct rep_dict *d, uint32_t h)
+{
+    if (d->slot_count > 0)
+        __builtin_prefetch(&d->slots[h & (d->slot_count - 1)]);
+}
+
+/* A dictionary string to sort: 8 bytes of it (after the prefix every string
+ * shares) as a big-endian number, then its id; two words, as
+ * rep_radix_sort wants them. */
+enum { REP_DK_PREFIX, REP_DK_ID, REP_DK_WORDS };
+
+/* Byte order of two dictionary strings (shorter first on a common prefix);
+ * a and b are REP_DK_WORDS-word keys. */
 static int rep_dict_cmp(const void *a, const void *b, void *arg)
 {
-    const struct rep_dict_key *x = a, *y = b;
-    if (x->prefix != y->prefix)
-        return x->prefix < y->prefix ? -1 : 1;
+    const uint64_t *x = a, *y = b;
+    if (x[REP_DK_PREFIX] != y[REP_DK_PREFIX])
+        return x[REP_DK_PREFIX] < y[REP_DK_PREFIX] ? -1 : 1;
     const struct rep_dict *d = arg;
     uint16_t na, nb;
-    const char *pa = rep_dict_str(d, x->id, &na);
-    const char *pb = rep_dict_str(d, y->id, &nb);
+    const char *pa = rep_dict_str(d, (uint32_t)x[REP_DK_ID], &na);
+    const char *pb = rep_dict_str(d, (uint32_t)y[REP_DK_ID], &nb);
     int c = memcmp(pa, pb, na < nb ? na : nb);
     return c != 0 ? c : (na > nb) - (na < nb);
 }
 
-/* Rank every string of d in byte order (shorter first on a common prefix). */
+/* Rank every string of d in byte order (shorter first on a common prefix):
+ * radix-sorted by the 8-byte prefix, then each run of equal prefixes (the
+ * prefix order never contradicts byte order) sorted by comparing. */
 static int rep_dict_rank(struct rep *r, struct rep_dict *d)
 {
-    struct rep_dict_key *keys = malloc(((size_t)d->count + 1) * sizeof *keys);
+    size_t n = d->count;
+    uint64_t *keys = malloc((n * REP_DK_WORDS + 1) * sizeof *keys);
+    uint64_t *tmp = malloc((n * REP_DK_WORDS + 1) * sizeof *tmp);
     free(d->rank);
-    d->rank = malloc(((size_t)d->count + 1) * sizeof *d->rank);
-    if (!keys || !d->rank) {
+    d->rank = malloc((n + 1) * sizeof *d->rank);
+    if (!keys || !tmp || !d->rank) {
         free(keys);
+        free(tmp);
         return rep_nomem(r);
     }
     /* The longest prefix all strings share carries no order: skip it. */
-    uint16_t lcp = 0, n;
-    const char *first = d->count ? rep_dict_str(d, 0, &lcp) : "";
-    for (uint32_t i = 1; i < d->count && lcp > 0; i++) {
-        const char *p = rep_dict_str(d, i, &n);
+    uint16_t lcp = 0, len;
+    const char *first = n ? rep_dict_str(d, 0, &lcp) : "";
+    for (uint32_t i = 1; i < n && lcp > 0; i++) {
+        const char *p = rep_dict_str(d, i, &len);
         uint16_t k = 0;
-        while (k < lcp && k < n && p[k] == first[k])
+        while (k < lcp && k < len && p[k] == first[k])
             k++;
         lcp = k;
     }
-    for (uint32_t i = 0; i < d->count; i++) {
-        const char *p = rep_dict_str(d, i, &n);
+    for (uint32_t i = 0; i < n; i++) {
+        const char *p = rep_dict_str(d, i, &len);
         uint64_t v = 0;
         for (uint32_t k = 0; k < 8; k++) {
-            uint8_t byte = (uint32_t)lcp + k < n ? (uint8_t)p[lcp + k] : 0;
+            uint8_t byte = (uint32_t)lcp + k < len ? (uint8_t)p[lcp + k] : 0;
             v = v << 8 | byte;
         }
-        keys[i] = (struct rep_dict_key){v, i};
+        keys[i * REP_DK_WORDS + REP_DK_PREFIX] = v;
+        keys[i * REP_DK_WORDS + REP_DK_ID] = i;
     }
-    qsort_r(keys, d->count, sizeof *keys, rep_dict_cmp, d);
-    for (uint32_t i = 0; i < d->count; i++)
-        d->rank[keys[i].id] = i;
+    keys = rep_radix_sort(keys, tmp, n, REP_DK_WORDS, 64);
+    for (size_t i = 0, run; i < n; i += run) {
+        uint64_t v = keys[i * REP_DK_WORDS + REP_DK_PREFIX];
+        for (run = 1; i + run < n && keys[(i + run) * REP_DK_WORDS + REP_DK_PREFIX] == v; run++)
+            ;
+        if (run > 1)
+            qsort_r(&keys[i * REP_DK_WORDS], run, REP_DK_WORDS * sizeof *keys, rep_dict_cmp, d);
+    }
+    for (uint32_t i = 0; i < n; i++)
+        d->rank[keys[i * REP_DK_WORDS + REP_DK_ID]] = i;
     free(keys);
     return 0;
 }
@@ -369,8 +450,46 @@ static int rep_corrupt(struct rep *r, uint64_t id)
     return rep_fail(r, LEDGER_ECORRUPT, "journal row %s names no account", what);
 }
 
+/* The string at m's cursor when it is a fixstr or str8 that fits (what
+ * every encoder writes for values of at most 255 bytes), moving past it;
+ * else false with nothing moved, and the caller asks mp_str_read, which
+ * knows every string form.  Per posting this runs once per map entry,
+ * twice, so it is inline where mp_str_read goes through the general head
+ * parser. */
+static inline bool rep_str_fast(struct mp_reader *m, struct rep_val *out)
+{
+    const uint8_t *p = m->pos;
+    size_t left = (size_t)(m->end - p);
+    if (left == 0)
+        return false;
+    uint32_t head = 1, n = p[0] & 0x1f;
+    if ((p[0] & 0xe0) != 0xa0) {
+        if (p[0] != 0xd9 || left < 2)
+            return false;
+        head = 2;
+        n = p[1];
+    }
+    if (left - head < n)
+        return false;
+    *out = (struct rep_val){(const char *)p + head, n};
+    m->pos = p + head + n;
+    return true;
+}
+
+static bool rep_str_next(struct mp_reader *m, struct rep_val *out)
+{
+    if (rep_str_fast(m, out))
+        return true;
+    const char *p = NULL;
+    uint32_t n = 0;
+    if (mp_str_read(m, &p, &n) != MP_OK)
+        return false;
+    *out = (struct rep_val){p, n};
+    return true;
+}
+
 /* The values of `keys` in a stored msgpack string map ("" when missing or
- * not a string). */
+ * not a string; the last one when a key repeats). */
 static void rep_map_values(const void *blob, int len, const struct rep_val *keys, uint32_t kc,
                            struct rep_val *out)
 {
@@ -384,18 +503,17 @@ static void rep_map_values(const void *blob, int len, const struct rep_val *keys
     if (mp_map_read(&m, &count) != MP_OK)
         return;
     for (uint32_t i = 0; i < count; i++) {
-        const char *k = NULL, *v = NULL;
-        uint32_t kl = 0, vl = 0;
-        if (mp_str_read(&m, &k, &kl) != MP_OK)
+        struct rep_val k, v;
+        if (!rep_str_next(&m, &k))
             return;
-        if (mp_str_read(&m, &v, &vl) != MP_OK) {
+        if (!rep_str_next(&m, &v)) {
             if (mp_value_skip(&m, 4) != MP_OK)
                 return;
             continue;
         }
         for (uint32_t j = 0; j < kc; j++)
-            if (keys[j].n == kl && memcmp(keys[j].p, k, kl) == 0)
-                out[j] = (struct rep_val){v, vl};
+            if (keys[j].n == k.n && memcmp(keys[j].p, k.p, k.n) == 0)
+                out[j] = v;
     }
 }
 
@@ -436,8 +554,11 @@ static int rep_cost_center(struct rep *r, uint32_t i, uint32_t *id)
 static uint32_t rep_key_hash(const uint32_t *key, uint32_t width)
 {
     uint64_t h = 1469598103934665603ULL;
-    for (uint32_t j = 0; j < width; j++)
-        h = (h ^ key[j]) * 1099511628211ULL;
+    uint32_t j = 0;
+    for (; j + 2 <= width; j += 2) /* two columns a multiply */
+        h = (h ^ ((uint64_t)key[j] << 32 | key[j + 1])) * 0x9e3779b97f4a7c15ULL;
+    if (j < width)
+        h = (h ^ key[j]) * 0x9e3779b97f4a7c15ULL;
     return rep_mix(h);
 }
 
@@ -473,16 +594,17 @@ static int rep_table_grow(struct rep *r, struct rep_table *t)
     return rc;
 }
 
-/* Add `sum` to the group of `key` (t->width values). */
-static int rep_table_add(struct rep *r, struct rep_table *t, const uint32_t *key,
-                         const struct rep_sum *sum)
+/* Add `sum` to the group of `key` (t->width values), whose rep_key_hash
+ * is h. */
+static int rep_table_add_hashed(struct rep *r, struct rep_table *t, const uint32_t *key,
+                                uint32_t h, const struct rep_sum *sum)
 {
     if (t->count == t->cap) {
         int rc = rep_table_grow(r, t);
         if (rc)
             return rc;
     }
-    uint32_t w = t->width, h = rep_key_hash(key, w), mask = t->slot_count - 1;
+    uint32_t w = t->width, mask = t->slot_count - 1;
     uint32_t k = h & mask;
     for (; t->slots[k] != REP_FREE; k = (k + 1) & mask) {
         if ((uint32_t)(t->slots[k] >> 32) != h)
@@ -505,6 +627,27 @@ static int rep_table_add(struct rep *r, struct rep_table *t, const uint32_t *key
     return 0;
 }
 
+static int rep_table_add(struct rep *r, struct rep_table *t, const uint32_t *key,
+                         const struct rep_sum *sum)
+{
+    return rep_table_add_hashed(r, t, key, rep_key_hash(key, t->width), sum);
+}
+
+/* Ask the cache for the slot of hash h, and for the record it names when
+ * the slot is already in the cache (an earlier rep_table_prefetch). */
+REP_PREFETCHER rep_table_prefetch(const struct rep_table *t, uint32_t h, bool is_slot_cached)
+{
+    if (t->slot_count == 0)
+        return;
+    const uint64_t *slot = &t->slots[h & (t->slot_count - 1)];
+    if (!is_slot_cached) {
+        __builtin_prefetch(slot);
+        return;
+    }
+    if (*slot != REP_FREE && (uint32_t)*slot < t->count)
+        __builtin_prefetch(rep_rec(t, (uint32_t)*slot));
+}
+
 /* Bits that hold any rank below `radix`. */
 static uint32_t rep_bits(uint32_t radix)
 {
@@ -515,9 +658,7 @@ static uint32_t rep_bits(uint32_t radix)
  * first column most significant.  The ranks are packed into one wide
  * integer per group (little-endian 64-bit words, the last column in the
  * lowest bits), stored next to the group's index, and the records are
- * sorted by an LSD radix sort on 8-bit digits: a few sequential passes,
- * where comparing through the key arrays would miss the cache on every
- * step.  The caller frees *out. */
+ * radix-sorted (rep_radix_sort).  The caller frees *out. */
 static int rep_table_sorted(struct rep *r, const struct rep_table *t,
                             const struct rep_order *cols, uint32_t **out)
 {
@@ -551,30 +692,10 @@ static int rep_table_sorted(struct rep *r, const struct rep_table *t,
         }
         x[words] = i;
     }
-    size_t count[256];
-    for (uint32_t digit = 0; digit * 8 < total_bits; digit++) {
-        uint32_t at = digit / 8, sh = digit % 8 * 8;
-        memset(count, 0, sizeof count);
-        for (size_t i = 0; i < n; i++)
-            count[(rec[i * stride + at] >> sh) & 0xff]++;
-        size_t sum = 0;
-        for (size_t k = 0; k < 256; k++) {
-            size_t c = count[k];
-            count[k] = sum;
-            sum += c;
-        }
-        for (size_t i = 0; i < n; i++) {
-            const uint64_t *x = &rec[i * stride];
-            memcpy(&tmp[count[(x[at] >> sh) & 0xff]++ * stride], x, stride * sizeof *x);
-        }
-        uint64_t *swap = rec;
-        rec = tmp;
-        tmp = swap;
-    }
+    rec = rep_radix_sort(rec, tmp, n, stride, total_bits);
     for (size_t i = 0; i < n; i++)
         order[i] = (uint32_t)rec[i * stride + words];
     free(rec);
-    free(tmp);
     *out = order;
     return 0;
 }
@@ -598,8 +719,115 @@ static int rep_scan_done(struct rep *r, sqlite3_stmt *s, int step_rc, int rc)
     return rc;
 }
 
+/* Rows between a prefetch and the access it prepares: enough to cover a
+ * cache miss with other rows' work, few enough to stay in L1. */
+#define REP_AHEAD 8
+#define REP_RING (4 * REP_AHEAD) /* rows in flight: four stages */
+_Static_assert(REP_RING > 3 * REP_AHEAD, "a row must leave the ring before it is reused");
+
+/* One posting on its way through rep_scan_groups' stages. */
+struct rep_pending {
+    struct rep_sum sum;
+    int64_t id;      /* the journal row, for the corruption message */
+    bool is_corrupt; /* debit or credit names no account */
+    uint32_t key[LEDGER_REPORT_GROUP_MAX + 2];
+    uint32_t key_hash;
+    struct rep_val v[LEDGER_REPORT_GROUP_MAX]; /* the group-by values, in buf */
+    uint32_t v_hash[LEDGER_REPORT_GROUP_MAX];
+    char *buf; /* a copy of the values: SQLite's bytes live until the next step */
+    size_t buf_cap;
+};
+
+/* The scan's state: the table, the key columns, the ring of rows. */
+struct rep_pipe {
+    struct rep_table *t;
+    const struct rep_val *keys;
+    uint32_t kc;
+    struct rep_dict *dicts;
+    struct rep_pending ring[REP_RING];
+};
+
+/* Stage 0, as the row is read: copy the values, hash them, prefetch the
+ * dictionary slots. */
+static int rep_pipe_read(struct rep *r, struct rep_pipe *pp, sqlite3_stmt *s,
+                         struct rep_pending *p)
+{
+    int32_t d = rep_account(r, sqlite3_column_int64(s, 1));
+    int32_t c = rep_account(r, sqlite3_column_int64(s, 2));
+    p->is_corrupt = d < 0 || c < 0;
+    p->id = p->is_corrupt ? sqlite3_column_int64(s, 0) : 0;
+    p->sum = (struct rep_sum){1, sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4)};
+    uint32_t kc = pp->kc;
+    p->key[kc] = (uint32_t)d;
+    p->key[kc + 1] = (uint32_t)c;
+    if (kc == 0)
+        return 0;
+    const void *blob = sqlite3_column_blob(s, 5);
+    int len = sqlite3_column_bytes(s, 5);
+    struct rep_val v[LEDGER_REPORT_GROUP_MAX];
+    rep_map_values(blob, len, pp->keys, kc, v);
+    /* The values lie inside the blob, so len bytes hold them all. */
+    if (len > 0 && (size_t)len > p->buf_cap) {
+        int rc = rep_grow(r, &p->buf, 1, (size_t)len);
+        if (rc)
+            return rc;
+        p->buf_cap = (size_t)len;
+    }
+    size_t at = 0;
+    for (uint32_t j = 0; j < kc; j++) {
+        assert(at + v[j].n <= p->buf_cap || v[j].n == 0);
+        if (v[j].n > 0)
+            memcpy(p->buf + at, v[j].p, v[j].n);
+        p->v[j] = (struct rep_val){v[j].n > 0 ? p->buf + at : "", v[j].n};
+        at += v[j].n;
+        p->v_hash[j] = rep_str_hash(v[j].p, v[j].n);
+        rep_dict_prefetch(&pp->dicts[j], p->v_hash[j]);
+    }
+    return 0;
+}
+
+/* Stage 1: the values' dictionary ids (in row order, so ids are first-seen
+ * order), the key's hash, and a prefetch of its slot. */
+static int rep_pipe_key(struct rep *r, struct rep_pipe *pp, struct rep_pending *p)
+{
+    for (uint32_t j = 0; j < pp->kc; j++) {
+        int rc = rep_dict_id_hashed(r, &pp->dicts[j], p->v[j], p->v_hash[j], &p->key[j]);
+        if (rc)
+            return rc;
+    }
+    p->key_hash = rep_key_hash(p->key, pp->t->width);
+    rep_table_prefetch(pp->t, p->key_hash, false);
+    return 0;
+}
+
+/* Stage 3: the sums into the group, in row order. */
+static int rep_pipe_add(struct rep *r, struct rep_pipe *pp, struct rep_pending *p)
+{
+    if (p->is_corrupt)
+        return rep_corrupt(r, (uint64_t)p->id);
+    return rep_table_add_hashed(r, pp->t, p->key, p->key_hash, &p->sum);
+}
+
+/* Run the later stages of the rows behind row n (n rows read so far, or
+ * past the end while draining): stage 1 of row n - AHEAD, stage 2 (prefetch
+ * the group record) of n - 2 AHEAD, stage 3 of n - 3 AHEAD.  Each stage
+ * still sees the rows in order, so the result equals adding them one by
+ * one. */
+static int rep_pipe_step(struct rep *r, struct rep_pipe *pp, uint64_t n, uint64_t rows)
+{
+    int rc = 0;
+    if (n >= REP_AHEAD && n - REP_AHEAD < rows)
+        rc = rep_pipe_key(r, pp, &pp->ring[(n - REP_AHEAD) % REP_RING]);
+    if (rc == 0 && n >= 2 * REP_AHEAD && n - 2 * REP_AHEAD < rows)
+        rep_table_prefetch(pp->t, pp->ring[(n - 2 * REP_AHEAD) % REP_RING].key_hash, true);
+    if (rc == 0 && n >= 3 * REP_AHEAD && n - 3 * REP_AHEAD < rows)
+        rc = rep_pipe_add(r, pp, &pp->ring[(n - 3 * REP_AHEAD) % REP_RING]);
+    return rc;
+}
+
 /* Sum postings of `kind` into t keyed by (ids of the values of keys in
- * dicts..., debit, credit); t->width is kc + 2. */
+ * dicts..., debit, credit); t->width is kc + 2.  Rows go through a short
+ * pipeline so the hash tables' cache misses overlap (rep_pipe_step). */
 static int rep_scan_groups(struct rep *r, struct rep_table *t, int kind,
                            const struct rep_val *keys, uint32_t kc, struct rep_dict *dicts)
 {
@@ -612,26 +840,25 @@ static int rep_scan_groups(struct rep *r, struct rep_table *t, int kind,
     if (rc)
         return rc;
     sqlite3_bind_int(s, 3, kind);
-    struct rep_val v[LEDGER_REPORT_GROUP_MAX];
-    uint32_t key[LEDGER_REPORT_GROUP_MAX + 2];
+    struct rep_pipe *pp = calloc(1, sizeof *pp);
+    if (!pp) {
+        sqlite3_finalize(s);
+        return rep_nomem(r);
+    }
+    *pp = (struct rep_pipe){.t = t, .keys = keys, .kc = kc, .dicts = dicts};
+    uint64_t n = 0;
     int step = SQLITE_DONE;
     while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
-        int32_t d = rep_account(r, sqlite3_column_int64(s, 1));
-        int32_t c = rep_account(r, sqlite3_column_int64(s, 2));
-        if (d < 0 || c < 0) {
-            rc = rep_corrupt(r, (uint64_t)sqlite3_column_int64(s, 0));
-            break;
-        }
-        if (kc > 0)
-            rep_map_values(sqlite3_column_blob(s, 5), sqlite3_column_bytes(s, 5), keys, kc, v);
-        for (uint32_t j = 0; j < kc && rc == 0; j++)
-            rc = rep_dict_id(r, &dicts[j], v[j], &key[j]);
-        key[kc] = (uint32_t)d;
-        key[kc + 1] = (uint32_t)c;
-        struct rep_sum sum = {1, sqlite3_column_int64(s, 3), sqlite3_column_int64(s, 4)};
+        rc = rep_pipe_read(r, pp, s, &pp->ring[n % REP_RING]);
+        n++;
         if (rc == 0)
-            rc = rep_table_add(r, t, key, &sum);
+            rc = rep_pipe_step(r, pp, n, UINT64_MAX);
     }
+    for (uint64_t m = n + 1; rc == 0 && step == SQLITE_DONE && m <= n + 3 * REP_AHEAD; m++)
+        rc = rep_pipe_step(r, pp, m, n);
+    for (uint32_t i = 0; i < REP_RING; i++)
+        free(pp->ring[i].buf);
+    free(pp);
     return rep_scan_done(r, s, step, rc);
 }
 
@@ -643,6 +870,21 @@ struct rep_shape {
     struct rep_dict *dicts;
     bool has_accounts;           /* then two account columns: debit, credit */
 };
+
+/* The groups are visited in sorted order, which is random in memory:
+ * prefetch the record a few groups ahead, and the strings of a nearer one
+ * (its record was prefetched earlier). */
+REP_PREFETCHER rep_emit_prefetch(const struct rep_table *t, const struct rep_shape *sh,
+                                 const uint32_t *idx, uint32_t i)
+{
+    if (i + 2 * REP_AHEAD < t->count)
+        __builtin_prefetch(rep_rec(t, idx[i + 2 * REP_AHEAD]));
+    if (i + REP_AHEAD >= t->count || sh->kind != LEDGER_REPORT_SPEND)
+        return;
+    const uint32_t *key = rep_rec(t, idx[i + REP_AHEAD])->key;
+    for (uint32_t j = 0; j < sh->dict_count; j++)
+        __builtin_prefetch(sh->dicts[j].arena + sh->dicts[j].off[key[j]]);
+}
 
 /* Emit a table's groups in order, then its total. */
 static int rep_emit_table(struct rep *r, const struct rep_table *t, const struct rep_shape *sh)
@@ -682,12 +924,14 @@ static int rep_emit_table(struct rep *r, const struct rep_table *t, const struct
         else if (__builtin_add_overflow(total.overrun_micros, overrun, &total.overrun_micros))
             rc = rep_overflow(r, "total overrun");
     }
+    /* Zeroed once: each row sets the same fields, the rest stay 0. */
+    memset(&row, 0, sizeof row);
     for (uint32_t i = 0; i < t->count && rc == 0; i++) {
+        rep_emit_prefetch(t, sh, idx, i);
         const struct rep_rec *x = rep_rec(t, idx[i]);
         const uint32_t *key = x->key;
         const struct rep_sum *g = &x->sum;
         uint16_t n;
-        memset(&row, 0, sizeof row);
         row.view = sh->view;
         row.debit = sh->has_accounts ? r->l->accts[key[sh->dict_count]].name : "";
         row.credit = sh->has_accounts ? r->l->accts[key[sh->dict_count + 1]].name : "";
@@ -888,8 +1132,8 @@ static int rep_transfers(struct rep *r)
                                       .debit_cost_center = "", .credit_cost_center = ""};
     struct ledger_report_row row;
     int step = SQLITE_DONE;
+    memset(&row, 0, sizeof row); /* once: each row sets the same fields */
     while (rc == 0 && !r->is_stopped && (step = sqlite3_step(s)) == SQLITE_ROW) {
-        memset(&row, 0, sizeof row);
         row.id = (uint64_t)sqlite3_column_int64(s, 0);
         int32_t d = rep_account(r, sqlite3_column_int64(s, 3));
         int32_t c = rep_account(r, sqlite3_column_int64(s, 4));

@@ -119,6 +119,25 @@ static void fuzz_proxy(const char *s, size_t n)
     json_decref(r.body);
 }
 
+/* The fields without the document: the same answers as the full parse. */
+static void fuzz_proxy_fields(const char *s, size_t n)
+{
+    struct gw_proxy_request full, fields;
+    char msg_full[400] = "", msg_fields[400] = "";
+    int rc_full = gw_parse_proxy_body(s, n, &full, msg_full, sizeof msg_full);
+    int rc_fields = gw_parse_proxy_fields(s, n, &fields, msg_fields, sizeof msg_fields);
+    if (rc_full != rc_fields || strcmp(msg_full, msg_fields) != 0)
+        fuzz_fail("gw_parse_proxy_fields answers otherwise than gw_parse_proxy_body");
+    if (rc_full == 0 &&
+        (strcmp(full.model, fields.model) != 0 || full.is_stream != fields.is_stream ||
+         full.has_max_tokens != fields.has_max_tokens ||
+         full.is_max_tokens_bad != fields.is_max_tokens_bad ||
+         full.max_tokens != fields.max_tokens))
+        fuzz_fail("gw_parse_proxy_fields reads other fields than gw_parse_proxy_body");
+    json_decref(full.body);
+    json_decref(fields.body);
+}
+
 static void budget_check(const struct gw_budget *b)
 {
     str_check(b->path_arg, sizeof b->path_arg, "path_arg is not terminated");
@@ -196,6 +215,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(text);
 
     fuzz_proxy(s, n);
+    fuzz_proxy_fields(s, n);
     fuzz_budget_body(op, is_post, s, n);
 
     /* Paths: as they come, and after the prefix the router matched. */

@@ -39,6 +39,44 @@ static void test_metadata_object_of_strings(void **state)
     free(buf);
 }
 
+/* The last accepted text is remembered: the same text again gives the same
+ * map in a buffer of its own, and other texts are parsed anew. */
+static void test_metadata_repeated_text(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {"{\"team\":\"a\",\"run\":\"r-1\"}",
+                                        "{\"team\":\"b\"}", "{\"team\":\"a\",\"run\":\"r-1\"}",
+                                        "{\"team\":\"a\",\"run\":\"r-1\"}", "{\"team\":5}",
+                                        "{\"team\":\"a\",\"run\":\"r-1\"}"};
+    static const int counts[] = {2, 1, 2, 2, -1, 2};
+    char *prev = NULL;
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        struct proto_map m;
+        memset(&m, 0, sizeof m);
+        char *buf = NULL;
+        int rc = gw_parse_metadata(texts[i], &m, &buf, msg, sizeof msg);
+        if (counts[i] < 0) {
+            assert_int_equal(rc, -1);
+            assert_string_equal(msg, "X-Budget-Metadata: the value of \"team\" is not a string");
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        assert_int_equal(m.count, counts[i]);
+        assert_true(proto_str_eq(m.kv[0].key, "team"));
+        assert_true(proto_str_eq(m.kv[0].value, counts[i] == 1 ? "b" : "a"));
+        if (counts[i] == 2) {
+            assert_true(proto_str_eq(m.kv[1].key, "run"));
+            assert_true(proto_str_eq(m.kv[1].value, "r-1"));
+        }
+        assert_true(m.kv[0].key.ptr >= buf && m.kv[0].key.ptr < buf + 16);
+        if (prev)
+            memset(prev, 'x', 4); /* an earlier result's buffer is the caller's alone */
+        free(prev);
+        prev = buf;
+    }
+    free(prev);
+}
+
 static void test_metadata_empty_object(void **state)
 {
     (void)state;
@@ -272,6 +310,81 @@ static int route(const char *path, bool is_post, struct gw_budget *b)
     return gw_parse_budget_path(path, strlen(path), is_post, b);
 }
 
+/* gw_parse_proxy_fields (the fields, read in place) answers as
+ * gw_parse_proxy_body (the whole document) does: hand-picked bodies, then
+ * deterministic mutations of a chat body. */
+static void check_fields_as_body(const char *b, size_t n)
+{
+    struct gw_proxy_request full, fields;
+    char msg_full[256] = "", msg_fields[256] = "";
+    int rc_full = gw_parse_proxy_body(b, n, &full, msg_full, sizeof msg_full);
+    int rc_fields = gw_parse_proxy_fields(b, n, &fields, msg_fields, sizeof msg_fields);
+    if (rc_full != rc_fields || strcmp(msg_full, msg_fields) != 0)
+        fail_msg("answers differ (%d %s / %d %s): %.*s", rc_full, msg_full, rc_fields, msg_fields,
+                 (int)n, b);
+    if (rc_full == 0) {
+        assert_string_equal(full.model, fields.model);
+        assert_int_equal(full.is_stream, fields.is_stream);
+        assert_int_equal(full.has_max_tokens, fields.has_max_tokens);
+        assert_int_equal(full.is_max_tokens_bad, fields.is_max_tokens_bad);
+        assert_int_equal(full.max_tokens, fields.max_tokens);
+    }
+    json_decref(full.body);
+    json_decref(fields.body);
+}
+
+static void test_proxy_fields_answer_as_the_body(void **state)
+{
+    (void)state;
+    static const char *const bodies[] = {
+        "{\"model\":\"gpt-4o\",\"stream\":true,\"max_tokens\":100,\"messages\":[]}",
+        "{\"model\":\"m\",\"max_completion_tokens\":7,\"max_tokens\":\"junk\"}",
+        "{\"model\":\"m\",\"max_completion_tokens\":null,\"max_tokens\":5}",
+        "{\"model\":\"m\",\"stream\":\"true\"}", "{\"model\":\"m\",\"stream\":false}",
+        "{\"model\":\"m\",\"max_tokens\":-0}", "{\"model\":\"m\",\"max_tokens\":1e2}",
+        "{\"model\":\"m\",\"max_tokens\":100000001}", "{\"model\":\"m\",\"max_tokens\":9e999}",
+        "{\"model\":\"m\",\"max_tokens\":99999999999999999999}",
+        "{\"model\":\"gpt\\u002d4o\"}", "{\"mod\\u0065l\":\"m\"}", "{\"model\":\"caf\xc3\xa9\"}",
+        "{\"model\":\"caf\xc3\"}", "{\"model\":\"\"}", "{\"model\":5}", "{\"model\":null}",
+        "{\"model\":\"a\",\"model\":\"b\"}", "{\"model\":\"a\",\"model\":7}", "{}", "[]", "",
+        "{\"model\":\"m\"} x", "{\"model\":\"m\"", " {\"model\" : \"m\" } ",
+    };
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++)
+        check_fields_as_body(bodies[i], strlen(bodies[i]));
+    char long_model[PROTO_TEXT_MAX + 32];
+    for (int extra = 0; extra <= 1; extra++) {
+        snprintf(long_model, sizeof long_model, "{\"model\":\"%0*d\"}", PROTO_TEXT_MAX + extra, 0);
+        check_fields_as_body(long_model, strlen(long_model));
+    }
+    static const char seed[] = "{\"model\":\"gpt-4o-mini\",\"stream\":true,\"max_tokens\":16,"
+                               "\"messages\":[{\"role\":\"user\",\"content\":\"Say \\\"hi\\\"\"}]}";
+    static const char alphabet[] = "{}[]\",:\\u0123456789.eE-truefalsenul \xc3\xa9";
+    uint64_t x = 0x853c49e6748fea9bull;
+    char buf[512];
+    for (int round = 0; round < 20000; round++) {
+        size_t n = strlen(seed);
+        memcpy(buf, seed, n);
+        for (int e = 0; e <= round % 3; e++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            size_t pos = (size_t)(x % (n + 1));
+            char ch = alphabet[(x >> 32) % (sizeof alphabet - 1)];
+            if ((x >> 48) % 3 == 0 && pos < n) {
+                buf[pos] = ch;
+            } else if ((x >> 48) % 3 == 1 && pos < n) {
+                memmove(buf + pos, buf + pos + 1, n - pos - 1);
+                n--;
+            } else if (n + 1 < sizeof buf) {
+                memmove(buf + pos + 1, buf + pos, n - pos);
+                buf[pos] = ch;
+                n++;
+            }
+        }
+        check_fields_as_body(buf, n);
+    }
+}
+
 static void test_budget_paths(void **state)
 {
     (void)state;
@@ -469,6 +582,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metadata_object_of_strings),
+        cmocka_unit_test(test_metadata_repeated_text),
         cmocka_unit_test(test_metadata_empty_object),
         cmocka_unit_test(test_metadata_not_an_object),
         cmocka_unit_test(test_metadata_17_keys_refused_naming_the_limit),
@@ -481,6 +595,7 @@ int main(void)
         cmocka_unit_test(test_proxy_body_max_completion_tokens_wins),
         cmocka_unit_test(test_proxy_body_bad_max_tokens_is_flagged),
         cmocka_unit_test(test_proxy_body_refusals),
+        cmocka_unit_test(test_proxy_fields_answer_as_the_body),
         cmocka_unit_test(test_budget_paths),
         cmocka_unit_test(test_budget_path_refusals),
         cmocka_unit_test(test_budget_reserve_body),

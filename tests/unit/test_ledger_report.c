@@ -512,6 +512,206 @@ static void test_report_sum_overflow_is_an_error(void **state)
                                         rows_cb, &rs, &err), LEDGER_EOVERFLOW);
 }
 
+/* A metadata map as a remote client may encode it: longer string forms
+ * than needed, and a value that is not a string.  Stored as is (raw). */
+static void test_report_reads_every_string_form_of_metadata(void **state)
+{
+    struct fx *f = *state;
+    org(f);
+    static const uint8_t raw[] = {
+        0xde, 0x00, 0x04,                         /* map16, 4 entries */
+        0xa4, 't', 'e', 'a', 'm',                 /* "team": str16 "blue" */
+        0xda, 0x00, 0x04, 'b', 'l', 'u', 'e',
+        0xd9, 0x05, 'm', 'o', 'd', 'e', 'l',      /* str8 "model": str32 "o3" */
+        0xdb, 0x00, 0x00, 0x00, 0x02, 'o', '3',
+        0xa1, 'n', 0x2a,                          /* "n": 42, not a string */
+        0xa4, 'u', 's', 'e', 'r', 0xa0,           /* "user": "" */
+    };
+    uint64_t id = fx_reserve_ok(f, "corp/a", 10);
+    struct proto_cmd c = fx_commit(id, 10);
+    fx_meta_add(&c, "team", "blue");
+    c.u.commit.metadata.raw = (struct proto_str){(const char *)raw, sizeof raw};
+    fx_expect_ok(f, &c);
+    static const char *const keys[] = {"model", "n", "team", "user"};
+    struct rows *rs = report(f, LEDGER_REPORT_SPEND, 2025, 11, keys, 4);
+    assert_int_equal(rs->n, 2);
+    assert_string_equal(rs->r[0].group[0], "o3");
+    assert_string_equal(rs->r[0].group[1], "");
+    assert_string_equal(rs->r[0].group[2], "blue");
+    assert_string_equal(rs->r[0].group[3], "");
+    assert_int_equal(rs->r[0].amount, 10);
+}
+
+/* ---- recorded output digests ----
+ *
+ * A generated month with many metadata keys (some missing, empty, shared
+ * prefixes, high bytes, one key that is nearly unique per posting) and
+ * accounts created out of name order.  Every report's rows are folded into
+ * an FNV-1a digest and compared with the digest the first implementation
+ * of ledger/report.c produced: a faster report must give the same bytes. */
+
+static uint64_t digest_bytes(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+static uint64_t digest_str(uint64_t h, const char *s)
+{
+    return digest_bytes(h, s, strlen(s) + 1); /* the NUL separates fields */
+}
+
+static uint64_t digest_int(uint64_t h, int64_t v)
+{
+    return digest_bytes(h, &v, sizeof v);
+}
+
+static int digest_cb(void *arg, const struct ledger_report_row *p)
+{
+    uint64_t *h = arg;
+    *h = digest_int(*h, p->view);
+    *h = digest_int(*h, p->is_total);
+    *h = digest_str(*h, p->debit);
+    *h = digest_str(*h, p->credit);
+    *h = digest_str(*h, p->debit_cost_center);
+    *h = digest_str(*h, p->credit_cost_center);
+    *h = digest_int(*h, p->group_count);
+    for (uint32_t j = 0; j < p->group_count; j++)
+        *h = digest_str(*h, p->group[j]);
+    *h = digest_int(*h, (int64_t)p->posting_count);
+    *h = digest_int(*h, p->amount_micros);
+    *h = digest_int(*h, p->overrun_micros);
+    *h = digest_int(*h, p->debit_micros);
+    *h = digest_int(*h, p->credit_micros);
+    *h = digest_int(*h, p->net_micros);
+    *h = digest_int(*h, (int64_t)p->id);
+    *h = digest_int(*h, p->ts_ms);
+    *h = digest_int(*h, p->kind);
+    *h = digest_int(*h, (int64_t)p->reservation_id);
+    *h = digest_int(*h, p->metadata_len);
+    if (p->metadata_len)
+        *h = digest_bytes(*h, p->metadata, p->metadata_len);
+    return 0;
+}
+
+static uint64_t digest_rng = 88172645463325252ULL;
+
+static uint32_t digest_pick(uint32_t n)
+{
+    digest_rng ^= digest_rng << 13;
+    digest_rng ^= digest_rng >> 7;
+    digest_rng ^= digest_rng << 17;
+    return (uint32_t)(digest_rng % n);
+}
+
+#define DIGEST_ACCOUNTS 12
+#define DIGEST_POSTINGS 3000
+
+/* Add up to nine metadata pairs, in a shuffled order, some left out. */
+static void digest_meta(struct proto_cmd *c, int seq)
+{
+    static const char *const teams[] = {"research", "Research", "res", "", "support",
+                                        "\xc3\xa9quipe", "research-2", "researcher"};
+    static const char *const models[] = {"gpt-4o", "gpt-4o-mini", "gpt-4", "o3", "claude",
+                                         "claude-sonnet-4", "claude-haiku-4"};
+    static const char *const projects[] = {"proj-0001", "proj-0010", "proj-0100", "proj-1",
+                                           "proj-01", "proj-001", "P", "proj-0001x",
+                                           "proj-0002", "proj-9999"};
+    static const char *const regions[] = {"eu", "us", "ap", "eu-west-1", "us-east-1"};
+    static const char *const tiers[] = {"0", "1", "10", "2", "\x7f", "\xff"};
+    static char tickets[DIGEST_POSTINGS][16], notes[DIGEST_POSTINGS][48];
+    snprintf(tickets[seq], sizeof tickets[seq], "T-%d", (seq * 7919) % 1200);
+    snprintf(notes[seq], sizeof notes[seq], "a shared long prefix of notes %d", seq % 97);
+    const char *k[9] = {"team", "model", "project_id", "region", "tier", "ticket_id", "note",
+                        "workflow", "user"};
+    const char *v[9] = {teams[digest_pick(8)], models[digest_pick(7)], projects[digest_pick(10)],
+                        regions[digest_pick(5)], tiers[digest_pick(6)], tickets[seq],
+                        notes[seq], digest_pick(2) ? "wf-a" : "wf-b",
+                        digest_pick(3) ? "alice" : "bob"};
+    uint32_t first = digest_pick(9); /* a rotation: key order varies between maps */
+    for (uint32_t i = 0; i < 9; i++) {
+        uint32_t j = (first + i) % 9;
+        if (digest_pick(6) != 0) /* each key missing one time in six */
+            fx_meta_add(c, k[j], v[j]);
+    }
+}
+
+static void digest_month(struct fx *f)
+{
+    static const char *const names[DIGEST_ACCOUNTS] = {
+        "zeta", "corp", "corp/b", "corp/a", "Beta", "alpha", "corp/a/x", "corp/c",
+        "corp/ab", "corp/a-b", "omega", "corp/d"};
+    static const char *const centers[] = {"CC-2", "CC-1", "CC-10", NULL, "", "CC-1a"};
+    for (int i = 0; i < DIGEST_ACCOUNTS; i++)
+        create_tagged(f, names[i], centers[i % 6]);
+    f->now_ms = NOV_2025 - FX_DAY_MS; /* a few postings in October */
+    for (int seq = 0; seq < DIGEST_POSTINGS; seq++) {
+        if (seq == 40)
+            f->now_ms = NOV_2025;
+        if (seq == DIGEST_POSTINGS - 40)
+            f->now_ms = DEC_2025;
+        f->now_ms += 1000;
+        const char *a = names[digest_pick(DIGEST_ACCOUNTS)];
+        const char *b = names[digest_pick(DIGEST_ACCOUNTS)];
+        int64_t amount = 1 + digest_pick(50000);
+        if (seq % 3 == 0 && a != b) {
+            struct proto_cmd c = fx_transfer(a, b, amount, PROTO_KIND_CHARGEBACK);
+            digest_meta(&c, seq);
+            fx_expect_ok(f, &c);
+            continue;
+        }
+        uint64_t id = fx_reserve_ok(f, a, 60000);
+        struct proto_cmd c = fx_commit(id, amount);
+        digest_meta(&c, seq);
+        fx_expect_ok(f, &c);
+    }
+}
+
+static uint64_t digest_report(struct fx *f, int kind, const char *const *keys, uint32_t kc)
+{
+    uint64_t h = 1469598103934665603ULL;
+    struct ledger_error err = {0};
+    if (ledger_report(f->l, kind, 2025, 11, keys, kc, digest_cb, &h, &err) != 0)
+        fail_msg("report %d: %s", kind, err.message);
+    return h;
+}
+
+static void test_report_output_equals_recorded_digests(void **state)
+{
+    struct fx *f = *state;
+    digest_month(f);
+    static const char *const all[] = {"team", "model", "project_id", "region", "tier",
+                                      "ticket_id", "note", "workflow"};
+    static const char *const reversed[] = {"workflow", "tier", "region", "project_id", "model",
+                                           "team"};
+    static const char *const ticket[] = {"ticket_id"};
+    static const char *const absent[] = {"absent", "team"};
+    struct {
+        int kind;
+        const char *const *keys;
+        uint32_t kc;
+        uint64_t digest;
+    } cases[] = {
+        {LEDGER_REPORT_CHARGEBACK, NULL, 0, 0x2e30eef57ede8acfULL},
+        {LEDGER_REPORT_SPEND, NULL, 0, 0x016ac0d683e195e1ULL},
+        {LEDGER_REPORT_SPEND, all, 8, 0x50ceee8a3d65a9f4ULL},
+        {LEDGER_REPORT_SPEND, reversed, 6, 0x0ce3511a407610bcULL},
+        {LEDGER_REPORT_SPEND, ticket, 1, 0xe02765e04a6e0336ULL},
+        {LEDGER_REPORT_SPEND, absent, 2, 0x201e211badd964c7ULL},
+        {LEDGER_REPORT_TRIAL_BALANCE, NULL, 0, 0x6cd2773705c0b379ULL},
+        {LEDGER_REPORT_TRANSFERS, NULL, 0, 0x7d28dfef9a23a281ULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint64_t h = digest_report(f, cases[i].kind, cases[i].keys, cases[i].kc);
+        if (h != cases[i].digest)
+            fail_msg("case %zu (kind %d, %u keys): digest 0x%016llxULL, recorded 0x%016llxULL",
+                     i, cases[i].kind, cases[i].kc, (unsigned long long)h,
+                     (unsigned long long)cases[i].digest);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +736,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_report_callback_stops_early, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_refuses_bad_arguments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_report_sum_overflow_is_an_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_report_reads_every_string_form_of_metadata, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_report_output_equals_recorded_digests, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
