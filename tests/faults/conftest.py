@@ -36,6 +36,7 @@ checkpoint_hashes = _harness.checkpoint_hashes
 PURSERD = _harness.PURSERD
 SECRETS = _harness.SECRETS
 
+import tally  # noqa: E402
 from netproxy import NetProxy  # noqa: E402
 
 ELECTION_MS = 1000
@@ -72,7 +73,21 @@ class FaultCluster:
         return next(n for n in self.nodes if n.id == node_id)
 
     def close(self):
+        if self.proxy.thread is not None:
+            tally.proxy_faults(n for _, n in self.proxy.faults)
         self.proxy.close()
+
+
+@pytest.fixture(autouse=True)
+def tally_row(request):
+    tally.begin(request.node.nodeid)
+    yield
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.section("faults injected and operations checked")
+    for line in tally.report():
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import uuid
 import msgpack
 
 import purser_rpc as pr
+import tally
 from conftest import wait_leader
 from linearizability import Op, WalletModel, check
 from purser_rpc import RpcError
@@ -144,6 +145,9 @@ def check_histories(recs, what, t_fault, t_back):
         res = check(hist, WalletModel(CAP))
         took = time.monotonic() - t
         assert res.ok, f"{what}, wallet {rec.wallet}:\n{res.explain()}"
+        tally.checked("histories checked")
+        tally.checked("history ops checked", res.ops)
+        tally.checked("checker states", res.states)
         kinds = {}
         for o in hist:
             kinds[f"{o.kind}/{o.outcome}"] = kinds.get(f"{o.kind}/{o.outcome}", 0) + 1
@@ -161,6 +165,7 @@ def test_histories_linearizable_across_a_leader_kill(fcluster):
         old = wait_leader(h)
         info["t_fault"] = time.monotonic()
         old.kill()
+        tally.fault("kill -9")
         info["killed"] = old.id
         info["new"] = wait_leader(h, exclude=[old], timeout=10).id
         info["t_back"] = time.monotonic()

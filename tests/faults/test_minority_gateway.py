@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+import tally
 from conftest import FaultCluster, wait_leader
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -90,6 +91,7 @@ def test_minority_gateway_answers_503_and_forwards_nothing(split_env):
         t0 = time.monotonic()
         r = env.call(CHAT, chat_body(), key, gw=gw, timeout=HTTP_TIMEOUT)
         elapsed = time.monotonic() - t0
+        tally.checked("gateway calls checked")
         if r.status == 200:
             ok.append(charged(r))
         return r, elapsed
@@ -115,6 +117,7 @@ def test_minority_gateway_answers_503_and_forwards_nothing(split_env):
     # a key the minority gateway never saw: refused just the same
     _, cold_key = env.wallet("100")
     r = env.call(CHAT, chat_body(), cold_key, gw=gw_min, timeout=HTTP_TIMEOUT)
+    tally.checked("gateway calls checked")
     assert r.status == 503 and r.json["error"]["code"] == "ledger_unavailable", r
     assert env.mock.requests() == [], "the minority gateway forwarded a call"
     wait_ready(gw_min, 503)

@@ -23,6 +23,7 @@ import uuid
 import warnings
 
 import purser_rpc as pr
+import tally
 from conftest import ELECTION_MS, FaultCluster, node_status, wait_leader
 from purser_rpc import Client, RpcError
 from workload import SECRETS, Load, check_ledger, setup_wallets, wait_served
@@ -39,6 +40,7 @@ def test_sigstop_leader_longer_than_election_timeout(fcluster):
         pause = 3 * ELECTION_MS / 1000
         t_stop = time.monotonic()
         old.proc.send_signal(signal.SIGSTOP)
+        tally.fault("SIGSTOP")
         try:
             new = wait_leader(h, exclude=[old], timeout=10)
             failover = time.monotonic() - t_stop
@@ -89,6 +91,7 @@ def test_kill9_loop(fcluster):
             st = node_status(victim)
             kills.append((victim.id, (st or {}).get("state")))
             victim.kill()
+            tally.fault("kill -9")
             time.sleep(rng.uniform(0.3, 1.0))
             victim.start()
             time.sleep(max(0.0, 2.0 - (time.monotonic() - t)))
@@ -159,6 +162,7 @@ def test_full_disk_on_a_follower(harness, tmpfs_dir):
                     f.flush()
             except OSError:
                 pass
+        tally.fault("disk full")
         st = os.statvfs(data)
         free_after_fill = st.f_bavail * st.f_frsize
         stats = {}

@@ -23,6 +23,7 @@ import uuid
 import msgpack
 
 import purser_rpc as pr
+import tally
 from purser_rpc import Client, RpcError
 
 SECRETS = {"admin": "adm-secret-1", "gateway": "gw-secret-1", "reader": "rd-secret-1"}
@@ -362,7 +363,7 @@ def check_ledger(h, load, extra_absent=(), expect_nodes=None):
             f"a write the minority refused was applied: {k}"
     unknown_applied = sum(1 for o in ops if o.outcome == "unknown" and
                           (o.key in res_by_key or o.key in post_by_key))
-    return {
+    res = {
         "ops": len(ops),
         "acked": sum(1 for o in ops if o.outcome == "ok"),
         "refused": sum(1 for o in ops if o.outcome == "refused"),
@@ -372,6 +373,8 @@ def check_ledger(h, load, extra_absent=(), expect_nodes=None):
         "reservations": len(reservations),
         "index": index,
     }
+    tally.ledger_checked(res, absent=len(extra_absent))
+    return res
 
 
 def assert_no_writes_between(load, since, until, why):

@@ -158,11 +158,25 @@ static void fuzz_read_answer(const uint8_t *params, size_t len)
     uint64_t u = 0;
     int64_t y = 0, m = 0;
     if (proto_str_eq(query, "account") || proto_str_eq(query, "accounts") ||
-        proto_str_eq(query, "price")) {
+        proto_str_eq(query, "price") || proto_str_eq(query, "breaker")) {
         if (count != 3 || mp_str_read(&r, &s, &sl) != MP_OK || sl > PROTO_NAME_MAX)
             return;
         memcpy(arg, s, sl);
         arg[sl] = '\0';
+    } else if (proto_str_eq(query, "estimate")) {
+        /* [workflow, model], copied into PROTO_TEXT_MAX / PROTO_MAP_VALUE_MAX buffers */
+        char workflow[PROTO_TEXT_MAX + 1], model[PROTO_MAP_VALUE_MAX + 1];
+        const char *mv = NULL;
+        uint32_t ml = 0;
+        if (count != 4 || mp_str_read(&r, &s, &sl) != MP_OK || sl > PROTO_TEXT_MAX ||
+            mp_str_read(&r, &mv, &ml) != MP_OK || ml > PROTO_MAP_VALUE_MAX)
+            return;
+        view_check(params, params + len, (const uint8_t *)s, sl);
+        view_check(params, params + len, (const uint8_t *)mv, ml);
+        memcpy(workflow, s, sl);
+        workflow[sl] = '\0';
+        memcpy(model, mv, ml);
+        model[ml] = '\0';
     } else if (proto_str_eq(query, "reservation") || proto_str_eq(query, "grant")) {
         if (count != 3 || mp_uint_read(&r, &u) != MP_OK)
             return;

@@ -172,6 +172,9 @@ def rpc_hello_seeds():
         "read_report": request(5, "read", ["report", "stale", "account", 2026, 10,
                                            ["team", "ticket"], 100]),
         "read_journal": request(6, "read", ["journal", "linear", 2026, 10]),
+        "read_estimate": request(7, "read", ["estimate", "stale", "triage", "gpt-4o"]),
+        "read_breaker": request(8, "read", ["breaker", "linear", "acme/eng/bot"]),
+        "read_rate_limits": request(9, "read", ["rate_limits", "stale"]),
         "challenge": pack([2, "challenge", [1, bytes(32), 3]]),
         "params_hello_admin": pack([1, "admin", proof]),
     }

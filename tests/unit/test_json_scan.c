@@ -289,8 +289,8 @@ static void test_usage_edge_cases_read_as_the_whole_document(void **state)
     static const char *const anthropic[] = {
         "{\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}",
         "{\"usage\":{\"input_tokens\":3,\"output_tokens\":null}}",
-        "{\"usage\":{\"input_tokens\":3,\"output_tokens\":1,\"cache_read_input_tokens\":null,"
-        "\"cache_creation_input_tokens\":2}}",
+        ("{\"usage\":{\"input_tokens\":3,\"output_tokens\":1,\"cache_read_input_tokens\":null,"
+         "\"cache_creation_input_tokens\":2}}"), /* one string: parenthesized for clang */
         "{\"usage\":{\"input_tokens\":3,\"output_tokens\":1,\"cache_read_input_tokens\":1.5}}",
         "{\"usage\":{\"input_tokens\":3}}",
     };
