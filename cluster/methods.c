@@ -537,22 +537,8 @@ static void method_read(struct node *n, struct conn *c, uint32_t id, struct mp_r
     /* The params array starts with its header just before r->pos: rebuild
      * it as [query, consistency, args...] by re-encoding the header. */
     size_t body = (size_t)(params_end - r->pos);
-    uint8_t head[5];
-    size_t hl = 0;
-    if (count < 16) {
-        head[hl++] = (uint8_t)(0x90 | count);
-    } else if (count <= 0xffff) {
-        head[hl++] = 0xdc;
-        head[hl++] = (uint8_t)(count >> 8);
-        head[hl++] = (uint8_t)count;
-    } else {
-        /* array32: a count above 65535 must not wrap into a smaller one. */
-        head[hl++] = 0xdd;
-        head[hl++] = (uint8_t)(count >> 24);
-        head[hl++] = (uint8_t)(count >> 16);
-        head[hl++] = (uint8_t)(count >> 8);
-        head[hl++] = (uint8_t)count;
-    }
+    uint8_t head[MP_ARRAY_HEAD_MAX];
+    size_t hl = mp_array_head(head, count);
     struct pending_read *p = malloc(sizeof *p + hl + body);
     if (!p) {
         conn_reply_error(c, id, RPC_E_INTERNAL, "out of memory");

@@ -403,3 +403,23 @@ const char *mp_strerror(int rc)
     default: return "unknown error";
     }
 }
+
+size_t mp_array_head(uint8_t out[MP_ARRAY_HEAD_MAX], uint32_t count)
+{
+    if (count < 16) {
+        out[0] = (uint8_t)(0x90 | count);
+        return 1;
+    }
+    if (count <= 0xffff) {
+        out[0] = 0xdc;
+        out[1] = (uint8_t)(count >> 8);
+        out[2] = (uint8_t)count;
+        return 3;
+    }
+    out[0] = 0xdd;
+    out[1] = (uint8_t)(count >> 24);
+    out[2] = (uint8_t)(count >> 16);
+    out[3] = (uint8_t)(count >> 8);
+    out[4] = (uint8_t)count;
+    return 5;
+}

@@ -64,6 +64,12 @@ int mp_bin_read(struct mp_reader *r, const uint8_t **ptr, uint32_t *len);
 int mp_array_read(struct mp_reader *r, uint32_t *count);
 int mp_map_read(struct mp_reader *r, uint32_t *count);
 
+/* Write an array header announcing `count` elements (fixarray, array16 or
+ * array32: never a smaller form that would wrap the count) into `out`;
+ * returns its length, 1 to MP_ARRAY_HEAD_MAX bytes. */
+#define MP_ARRAY_HEAD_MAX 5
+size_t mp_array_head(uint8_t out[MP_ARRAY_HEAD_MAX], uint32_t count);
+
 /* Skip one whole value, containers included, without recursion.  Containers
  * nested deeper than `depth_max` (capped at MP_DEPTH_MAX) give MP_EDEPTH; a
  * scalar has depth 0, [] and [1] depth 1, [[1]] depth 2. */

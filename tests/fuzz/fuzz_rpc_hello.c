@@ -209,21 +209,8 @@ static void fuzz_read(const uint8_t *params, size_t len)
     if (!proto_str_eq(consistency, "stale") && !proto_str_eq(consistency, "linear"))
         return;
     size_t body = (size_t)(r.end - r.pos);
-    uint8_t head[5];
-    size_t hl = 0;
-    if (count < 16) {
-        head[hl++] = (uint8_t)(0x90 | count);
-    } else if (count <= 0xffff) {
-        head[hl++] = 0xdc;
-        head[hl++] = (uint8_t)(count >> 8);
-        head[hl++] = (uint8_t)count;
-    } else {
-        head[hl++] = 0xdd;
-        head[hl++] = (uint8_t)(count >> 24);
-        head[hl++] = (uint8_t)(count >> 16);
-        head[hl++] = (uint8_t)(count >> 8);
-        head[hl++] = (uint8_t)count;
-    }
+    uint8_t head[MP_ARRAY_HEAD_MAX];
+    size_t hl = mp_array_head(head, count);
     uint8_t *rebuilt = malloc(hl + body);
     if (!rebuilt)
         return;

@@ -1974,6 +1974,28 @@ static void test_json_reads_a_decoded_map_raw(void **state)
     proto_buf_free(&b);
 }
 
+/* mp_array_head writes the smallest form that holds the count, and the
+ * reader reads the same count back (no wrap at 16 or 65536). */
+static void test_mp_array_head_round_trips_at_every_width(void **state)
+{
+    (void)state;
+    static const struct { uint32_t count; size_t len; } cases[] = {
+        {0, 1}, {15, 1}, {16, 3}, {65535, 3}, {65536, 5}, {UINT32_MAX, 5}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        uint8_t head[MP_ARRAY_HEAD_MAX];
+        size_t len = mp_array_head(head, cases[i].count);
+        assert_int_equal(len, cases[i].len);
+        struct mp_reader r;
+        uint32_t n = 0;
+        mp_reader_init(&r, head, len);
+        /* The elements are absent: a count the buffer cannot hold is
+         * MP_ECOUNT, which still reports the announced count. */
+        int rc = mp_array_read(&r, &n);
+        assert_true(rc == MP_OK || rc == MP_ECOUNT);
+        assert_int_equal(n, cases[i].count);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2068,6 +2090,7 @@ int main(void)
         cmocka_unit_test(test_result_must_have_ten_items),
         cmocka_unit_test(test_decoder_accepts_a_null_error_pointer),
         cmocka_unit_test(test_mp_reads_every_integer_width),
+        cmocka_unit_test(test_mp_array_head_round_trips_at_every_width),
         cmocka_unit_test(test_mp_reads_booleans_and_nil),
         cmocka_unit_test(test_mp_refuses_integers_that_do_not_fit),
         cmocka_unit_test(test_mp_failed_read_leaves_the_cursor),
