@@ -43,6 +43,7 @@
 #include "proto/tls.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -1305,36 +1306,31 @@ int pc_call(struct pc_client *c, int target, const char *method, const void *par
  * then a 64-bit counter.  Unique per process by the counter, across
  * processes by the random half; a getrandom() per call cost ~15% of a
  * load generator's CPU.  Keys are not secrets. */
+static uint8_t apply_key_seed[PC_KEY_RANDOM_BYTES / 2];
+static bool apply_key_seeded;
+
+static void apply_key_seed_draw(void)
+{
+    apply_key_seeded = getrandom(apply_key_seed, sizeof apply_key_seed, 0) ==
+                       (ssize_t)sizeof apply_key_seed;
+}
+
 static int apply_key_make(char *out, size_t cap)
 {
     static const char hex[] = "0123456789abcdef";
-    static uint8_t seed[PC_KEY_RANDOM_BYTES / 2];
-    static int seeded; /* 0 no, 1 drawing, 2 yes */
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     static uint64_t counter;
     size_t prefix = sizeof PC_KEY_PREFIX - 1;
     assert(cap >= prefix + 2 * PC_KEY_RANDOM_BYTES + 1);
     (void)cap;
-    if (__atomic_load_n(&seeded, __ATOMIC_ACQUIRE) != 2) {
-        int expected = 0;
-        if (__atomic_compare_exchange_n(&seeded, &expected, 1, false, __ATOMIC_ACQ_REL,
-                                        __ATOMIC_ACQUIRE)) {
-            if (getrandom(seed, sizeof seed, 0) != (ssize_t)sizeof seed) {
-                __atomic_store_n(&seeded, 0, __ATOMIC_RELEASE);
-                return -1;
-            }
-            __atomic_store_n(&seeded, 2, __ATOMIC_RELEASE);
-        } else {
-            while (__atomic_load_n(&seeded, __ATOMIC_ACQUIRE) == 1)
-                ; /* another thread is drawing: a single syscall */
-            if (__atomic_load_n(&seeded, __ATOMIC_ACQUIRE) != 2)
-                return -1;
-        }
-    }
+    pthread_once(&once, apply_key_seed_draw);
+    if (!apply_key_seeded)
+        return -1;
     uint64_t n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
     uint8_t bytes[PC_KEY_RANDOM_BYTES];
-    memcpy(bytes, seed, sizeof seed);
+    memcpy(bytes, apply_key_seed, sizeof apply_key_seed);
     for (size_t i = 0; i < 8; i++)
-        bytes[sizeof seed + i] = (uint8_t)(n >> (56 - 8 * i));
+        bytes[sizeof apply_key_seed + i] = (uint8_t)(n >> (56 - 8 * i));
     memcpy(out, PC_KEY_PREFIX, prefix);
     for (size_t i = 0; i < sizeof bytes; i++) {
         out[prefix + 2 * i] = hex[bytes[i] >> 4];
