@@ -20,7 +20,7 @@ static void gw_usage(FILE *f)
                "                      [--config FILE] [--auth FILE] [--tls-cert PEM --tls-key PEM]\n"
                "                      [--cluster-tls-ca PEM [--cluster-tls-cert PEM\n"
                "                       --cluster-tls-key PEM]]\n"
-               "                      [--help] [--version]\n"
+               "                      [--upstream-client native|curl] [--help] [--version]\n"
                "\n"
                "  --listen HOST:PORT   HTTP address (numeric IPv4)\n"
                "  --cluster ADDRS      purserd RPC addresses (or PURSER_CLUSTER)\n"
@@ -30,7 +30,11 @@ static void gw_usage(FILE *f)
                "  --cluster-tls-ca PEM  speak TLS to purserd's RPC port; verify nodes\n"
                "                       against this CA (or PURSER_CLUSTER_TLS_CA)\n"
                "  --cluster-tls-cert, --cluster-tls-key PEM\n"
-               "                       a client certificate for the cluster\n");
+               "                       a client certificate for the cluster\n"
+               "  --upstream-client native|curl\n"
+               "                       plain http:// upstreams on the native HTTP/1.1\n"
+               "                       client (default) or on libcurl; https:// always\n"
+               "                       uses libcurl\n");
 }
 
 static void gw_probe_done(void *arg, const struct pc_reply *r)
@@ -70,6 +74,7 @@ int main(int argc, char **argv)
     /* TLS to the cluster (the RPC client), apart from the HTTP listener's. */
     const char *cluster_ca = getenv("PURSER_CLUSTER_TLS_CA");
     const char *cluster_cert = NULL, *cluster_key = NULL;
+    enum gw_upstream_client upstream_client = GW_UPSTREAM_CLIENT_NATIVE;
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'}, {"cluster", required_argument, NULL, 'c'},
         {"config", required_argument, NULL, 'f'}, {"auth", required_argument, NULL, 'a'},
@@ -77,6 +82,7 @@ int main(int argc, char **argv)
         {"cluster-tls-ca", required_argument, NULL, 'A'},
         {"cluster-tls-cert", required_argument, NULL, 'E'},
         {"cluster-tls-key", required_argument, NULL, 'Y'},
+        {"upstream-client", required_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'},         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0}};
     int opt;
@@ -91,6 +97,17 @@ int main(int argc, char **argv)
         case 'A': cluster_ca = optarg; break;
         case 'E': cluster_cert = optarg; break;
         case 'Y': cluster_key = optarg; break;
+        case 'U':
+            if (strcmp(optarg, "native") == 0) {
+                upstream_client = GW_UPSTREAM_CLIENT_NATIVE;
+            } else if (strcmp(optarg, "curl") == 0) {
+                upstream_client = GW_UPSTREAM_CLIENT_CURL;
+            } else {
+                fprintf(stderr, "purser-gateway: --upstream-client must be native or curl, not"
+                                " \"%s\"\n", optarg);
+                return 2;
+            }
+            break;
         case 'h': gw_usage(stdout); return 0;
         case 'V': puts(GW_VERSION); return 0;
         default: gw_usage(stderr); return 2;
@@ -153,7 +170,7 @@ int main(int argc, char **argv)
         return 2;
     }
     gw_log_init(g.loop);
-    if (gw_metrics_init(&g) != 0 || gw_upstream_init(&g.upstream, g.loop) != 0) {
+    if (gw_metrics_init(&g) != 0 || gw_upstream_init(&g.upstream, g.loop, upstream_client) != 0) {
         fprintf(stderr, "purser-gateway: cannot start (memory or libcurl)\n");
         return 1;
     }

@@ -1,7 +1,8 @@
 /*
- * upstream.h — HTTP(S) calls to model providers with libcurl's multi
- * interface, driven by the gateway's libuv loop (uv_poll per socket, one
- * uv_timer for curl's timeouts).  Connections are reused across calls.
+ * upstream.h — HTTP(S) calls to model providers, driven by the gateway's
+ * libuv loop: plain http:// on a native HTTP/1.1 client (upstream_h1.c),
+ * https:// with libcurl's multi interface (upstream_curl.c); see
+ * upstream_impl.h.  Connections are reused across calls.
  * Responses are delivered as they arrive (status and headers once, then body
  * chunks), so streaming passes through event by event; the caller can pause
  * delivery (backpressure) and cancel.
@@ -57,7 +58,12 @@ struct gw_upstream_request {
     uint32_t total_timeout_ms; /* whole call, streaming included */
 };
 
-int gw_upstream_init(struct gw_upstream **out, uv_loop_t *loop);
+enum gw_upstream_client {
+    GW_UPSTREAM_CLIENT_NATIVE = 0, /* http:// native, https:// libcurl */
+    GW_UPSTREAM_CLIENT_CURL = 1,   /* everything through libcurl */
+};
+
+int gw_upstream_init(struct gw_upstream **out, uv_loop_t *loop, enum gw_upstream_client client);
 /* Cancels every call (each gets on_done ECANCELED), then frees once the
  * loop has run the handles' close callbacks.  Not from inside on_head or
  * on_body. */

@@ -29,7 +29,8 @@
 
 #include "gateway/upstream.h"
 
-#define SERVER_BUF_MAX (64u << 10)
+#define SERVER_BUF_MAX (8u << 20)
+#define BIG_BODY_BYTES (4u << 20) /* more than a loopback socket takes at once */
 #define STREAM_CHUNK_COUNT 5
 #define STREAM_CHUNK_GAP_US 30000
 #define SLOW_CHUNK_COUNT 20
@@ -128,6 +129,34 @@ static bool server_respond(struct server *s, int fd, const char *path, const cha
                                 "Content-Length: 2\r\n\r\nok");
     if (strcmp(path, "/stream") == 0)
         return server_stream(fd, "data: chunk", STREAM_CHUNK_COUNT);
+    if (strcmp(path, "/close") == 0) /* says so, then closes */
+        return !server_sendf(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n"
+                                 "\r\nok") && false;
+    if (strcmp(path, "/drop") == 0) /* keep-alive by the headers, then closes anyway */
+        return !server_sendf(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") && false;
+    if (strcmp(path, "/eof") == 0) /* no length: the body ends with the connection */
+        return !server_sendf(fd, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+                                 "until the end") && false;
+    if (strcmp(path, "/trailers") == 0)
+        return server_sendf(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "5;note=\"x\"\r\nhello\r\n6\r\n world\r\n0\r\n"
+                                "X-Checksum: abc\r\n\r\n");
+    if (strcmp(path, "/truncated") == 0)
+        return !server_sendf(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort") && false;
+    if (strcmp(path, "/malformed") == 0)
+        return !server_sendf(fd, "HTTZ/9 abc\r\nfoo\r\n\r\n") && false;
+    if (strcmp(path, "/big-head") == 0) {
+        if (!server_sendf(fd, "HTTP/1.1 200 OK\r\n"))
+            return false;
+        char line[1024];
+        memset(line, 'a', sizeof line);
+        memcpy(line, "X-Pad: ", 7);
+        memcpy(line + sizeof line - 2, "\r\n", 2);
+        for (int i = 0; i < 64; i++)
+            if (!server_send(fd, line, sizeof line))
+                return false;
+        return server_sendf(fd, "Content-Length: 2\r\n\r\nok");
+    }
     if (strcmp(path, "/slow") == 0)
         return server_stream(fd, "data: slow", SLOW_CHUNK_COUNT);
     /* "/hang": never answer; hold the connection until the client goes. */
@@ -252,6 +281,11 @@ struct result {
     int body_calls;
     char body[8192];
     size_t body_len;
+    bool is_big;          /* count and checksum the body instead of keeping it */
+    size_t big_len;
+    uint64_t big_sum;
+    const char *then_path; /* on_done starts this call (into `then`) */
+    struct result *then;
     int done_count;
     int error;
     char message[512];
@@ -307,6 +341,12 @@ static void on_body(void *arg, const char *data, size_t len)
         r->first_body_ms = uv_now(&r->f->loop);
     if (r->body_calls == 2)
         r->second_body_ms = uv_now(&r->f->loop);
+    if (r->is_big) {
+        for (size_t i = 0; i < len; i++)
+            r->big_sum = r->big_sum * 31 + (unsigned char)data[i];
+        r->big_len += len;
+        return;
+    }
     assert_true(r->body_len + len <= sizeof(r->body));
     memcpy(r->body + r->body_len, data, len);
     r->body_len += len;
@@ -324,6 +364,9 @@ static void on_body(void *arg, const char *data, size_t len)
     }
 }
 
+static void call_start(struct fixture *f, struct result *r, const char *path,
+                       uint32_t total_timeout_ms);
+
 static void on_done(void *arg, int error, const char *message)
 {
     struct result *r = arg;
@@ -331,6 +374,8 @@ static void on_done(void *arg, int error, const char *message)
     r->done_count++;
     r->error = error;
     snprintf(r->message, sizeof(r->message), "%s", message);
+    if (r->then_path)
+        call_start(r->f, r->then, r->then_path, 5000);
 }
 
 static const struct gw_upstream_callbacks callbacks = {on_head, on_body, on_done};
@@ -391,13 +436,16 @@ static void run_for(struct fixture *f, uint64_t ms)
         uv_run(&f->loop, UV_RUN_ONCE);
 }
 
+/* Every test runs twice: on the native HTTP/1.1 client, then on libcurl. */
+static enum gw_upstream_client client_under_test;
+
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     assert_int_equal(uv_loop_init(&f->loop), 0);
     uv_timer_init(&f->loop, &f->guard);
-    assert_int_equal(gw_upstream_init(&f->upstream, &f->loop), 0);
+    assert_int_equal(gw_upstream_init(&f->upstream, &f->loop, client_under_test), 0);
     server_start(&f->server);
     *state = f;
     return 0;
@@ -645,6 +693,129 @@ static void test_close_cancels_calls_in_flight(void **state)
     assert_int_equal(queued.error, GW_UPSTREAM_ECANCELED);
 }
 
+
+static void test_connection_close_is_honoured(void **state)
+{
+    struct fixture *f = *state;
+    struct result first = {0}, second = {0};
+    call_start(f, &first, "/close", 5000);
+    run_until(f, &first.done_count, 1);
+    call_start(f, &second, "/json", 5000);
+    run_until(f, &second.done_count, 1);
+    assert_int_equal(first.error, 0);
+    assert_int_equal(first.body_len, 2);
+    assert_int_equal(second.error, 0);
+    assert_int_equal(second.status, 200);
+    assert_int_equal(atomic_load(&f->server.accept_count), 2);
+}
+
+/* The server drops a kept-alive connection just as the next call (started
+ * from on_done, before the close can be seen) is written on it: the call
+ * still succeeds, on a fresh connection. */
+static void test_call_survives_the_server_dropping_an_idle_connection(void **state)
+{
+    struct fixture *f = *state;
+    struct result first = {0}, second = {0};
+    first.then_path = "/json";
+    first.then = &second;
+    call_start(f, &first, "/drop", 5000);
+    run_until(f, &second.done_count, 1);
+    assert_int_equal(first.error, 0);
+    if (second.error != 0)
+        fprintf(stderr, "second call: %s\n", second.message);
+    assert_int_equal(second.error, 0);
+    assert_int_equal(second.status, 200);
+    assert_int_equal(second.body_len, strlen(json_body));
+    assert_int_equal(atomic_load(&f->server.accept_count), 2);
+}
+
+static void test_body_without_length_ends_with_the_connection(void **state)
+{
+    struct fixture *f = *state;
+    struct result r = {0};
+    call_start(f, &r, "/eof", 5000);
+    run_until(f, &r.done_count, 1);
+    assert_int_equal(r.error, 0);
+    assert_int_equal(r.status, 200);
+    r.body[r.body_len] = '\0';
+    assert_string_equal(r.body, "until the end");
+}
+
+static void test_chunk_extensions_and_trailers_are_not_body(void **state)
+{
+    struct fixture *f = *state;
+    struct result r = {0}, next = {0};
+    call_start(f, &r, "/trailers", 5000);
+    run_until(f, &r.done_count, 1);
+    assert_int_equal(r.error, 0);
+    r.body[r.body_len] = '\0';
+    assert_string_equal(r.body, "hello world");
+    call_start(f, &next, "/json", 5000); /* the framing ended where it should */
+    run_until(f, &next.done_count, 1);
+    assert_int_equal(next.error, 0);
+    assert_int_equal(atomic_load(&f->server.accept_count), 1);
+}
+
+static void test_truncated_body_fails(void **state)
+{
+    struct fixture *f = *state;
+    struct result r = {0};
+    call_start(f, &r, "/truncated", 5000);
+    run_until(f, &r.done_count, 1);
+    assert_int_equal(r.done_count, 1);
+    assert_int_equal(r.error, GW_UPSTREAM_EFAILED);
+    assert_non_null(strstr(r.message, "/truncated"));
+}
+
+static void test_malformed_response_fails(void **state)
+{
+    struct fixture *f = *state;
+    struct result r = {0};
+    call_start(f, &r, "/malformed", 5000);
+    run_until(f, &r.done_count, 1);
+    assert_int_equal(r.done_count, 1);
+    assert_int_equal(r.error, GW_UPSTREAM_EFAILED);
+    assert_int_equal(r.body_len, 0);
+}
+
+static void test_large_bodies_pass_both_ways(void **state)
+{
+    struct fixture *f = *state;
+    struct result r = {.f = f, .is_big = true};
+    char url[128];
+    url_make(url, sizeof(url), f->server.port, "/echo");
+    char *body = malloc(BIG_BODY_BYTES);
+    assert_non_null(body);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < BIG_BODY_BYTES; i++) {
+        body[i] = (char)('a' + (i * 7) % 26);
+        sum = sum * 31 + (unsigned char)body[i];
+    }
+    struct gw_upstream_request req = {.url = url, .method = "POST", .body = body,
+                                      .body_len = BIG_BODY_BYTES, .total_timeout_ms = 10000};
+    assert_int_equal(gw_upstream_call_start(f->upstream, &req, &callbacks, &r, &r.call), 0);
+    free(body);
+    run_until(f, &r.done_count, 1);
+    assert_int_equal(r.error, 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.big_len, BIG_BODY_BYTES);
+    assert_true(r.big_sum == sum);
+    assert_true(r.body_calls > 1);
+}
+
+/* Native client only: a head must fit its 32 KiB read buffer (libcurl takes
+ * larger heads and drops the headers past the limits instead). */
+static void test_oversized_head_fails(void **state)
+{
+    struct fixture *f = *state;
+    struct result r = {0};
+    call_start(f, &r, "/big-head", 5000);
+    run_until(f, &r.done_count, 1);
+    assert_int_equal(r.error, GW_UPSTREAM_EFAILED);
+    assert_non_null(strstr(r.message, "too large"));
+    assert_int_equal(r.head_count, 0);
+}
+
 static void test_invalid_requests_are_refused(void **state)
 {
     struct fixture *f = *state;
@@ -701,6 +872,24 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pause_holds_the_body_until_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_cancels_calls_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_requests_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_close_is_honoured, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_call_survives_the_server_dropping_an_idle_connection,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_body_without_length_ends_with_the_connection, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_chunk_extensions_and_trailers_are_not_body, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_truncated_body_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_response_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_large_bodies_pass_both_ways, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest native_tests[] = {
+        cmocka_unit_test_setup_teardown(test_oversized_head_fails, setup, teardown),
+    };
+    client_under_test = GW_UPSTREAM_CLIENT_NATIVE;
+    int failed = cmocka_run_group_tests_name("upstream_native_http1", tests, NULL, NULL);
+    failed += cmocka_run_group_tests_name("upstream_native_http1_only", native_tests, NULL, NULL);
+    client_under_test = GW_UPSTREAM_CLIENT_CURL;
+    failed += cmocka_run_group_tests_name("upstream_libcurl", tests, NULL, NULL);
+    return failed;
 }
