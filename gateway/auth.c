@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "gateway/gateway.h"
+#include "proto/fmt.h"
 #include "gateway/parse.h"
 
 struct gw_auth {
@@ -203,8 +204,8 @@ static void gw_auth_key_cb(struct gw_call *c, int status, const struct gw_key *k
                        NULL);
         return;
     }
-    snprintf(c->key_id, sizeof c->key_id, "%s", k->id);
-    snprintf(c->key_account, sizeof c->key_account, "%s", k->account);
+    fmt_copy(c->key_id, sizeof c->key_id, k->id);
+    fmt_copy(c->key_account, sizeof c->key_account, k->account);
     c->key_role = k->role;
     if (!c->req) {
         gw_auth_finish(c);
@@ -220,12 +221,12 @@ static void gw_auth_key_cb(struct gw_call *c, int status, const struct gw_key *k
                        NULL);
         return;
     }
-    snprintf(c->account, sizeof c->account, "%s", account ? account : k->account);
+    fmt_copy(c->account, sizeof c->account, account ? account : k->account);
     if (payee && strlen(payee) > PROTO_NAME_MAX) {
         gw_reply_error(c, 400, "invalid_request", "X-Budget-Payee is too long", NULL);
         return;
     }
-    snprintf(c->payee, sizeof c->payee, "%s", payee ? payee : a->default_payee);
+    fmt_copy(c->payee, sizeof c->payee, payee ? payee : a->default_payee);
     if (meta &&
         gw_parse_metadata(meta, &c->metadata, &c->metadata_buf, msg, sizeof msg) != 0) {
         gw_reply_error(c, 400, "invalid_request", msg, NULL);
