@@ -522,7 +522,10 @@ static void conn_read_start(struct h1_conn *k);
 static void conn_complete(struct h1_conn *k)
 {
     struct h1_call *c = k->call;
-    bool keep = k->is_keep_alive && k->rpos == k->rlen && k->body != H1_BODY_EOF;
+    /* Not while the request is still being written: the server answered
+     * early, and the rest of the request would be read as the next one. */
+    bool keep = k->is_keep_alive && k->rpos == k->rlen && k->body != H1_BODY_EOF &&
+                !k->is_writing;
     conn_detach(k, keep);
     if (keep) {
         struct h1_origin *o = k->o;
