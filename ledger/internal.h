@@ -207,7 +207,7 @@ struct journal_row {
 };
 
 #define JOURNAL_ROWS_MAX 64 /* rows in the largest multi-row INSERT */
-#define JOURNAL_RUN_COUNT 3 /* multi-row INSERTs: 64, 16 and 4 rows */
+#define JOURNAL_RUN_COUNT 6 /* multi-row INSERTs: 64, 32, ..., 2 rows */
 
 /* The entry's postings waiting for their rows, and the multi-row INSERTs
  * (prepared on first use). */
