@@ -207,6 +207,7 @@ static const struct field result_fields[] = {
 };
 
 #define RESULT_FIELD_COUNT ((uint32_t)(sizeof result_fields / sizeof result_fields[0]))
+_Static_assert(sizeof result_fields / sizeof result_fields[0] < 16, "a fixarray header");
 
 static bool cmd_type_is_known(uint64_t type)
 {
@@ -325,16 +326,79 @@ static inline void wr_be(uint8_t *p, uint64_t v, int bytes)
         p[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
 }
 
+/* The put_* writers store at p, into room reserved beforehand (at most
+ * PUT_INT_MAX bytes for a number), and return where the next value goes. */
+#define PUT_INT_MAX 9
+
+static inline uint8_t *put_tagged(uint8_t *p, uint8_t tag, uint64_t v, int bytes)
+{
+    p[0] = tag;
+    wr_be(p + 1, v, bytes);
+    return p + 1 + bytes;
+}
+
+static inline uint8_t *put_uint(uint8_t *p, uint64_t v)
+{
+    if (v < 128) {
+        *p = (uint8_t)v;
+        return p + 1;
+    }
+    if (v < (1u << 8))
+        return put_tagged(p, 0xcc, v, 1);
+    if (v < (1u << 16))
+        return put_tagged(p, 0xcd, v, 2);
+    if (v < (1ull << 32))
+        return put_tagged(p, 0xce, v, 4);
+    return put_tagged(p, 0xcf, v, 8);
+}
+
+static inline uint8_t *put_int(uint8_t *p, int64_t v)
+{
+    if (v >= -32 && v < 128) {
+        *p = (uint8_t)v; /* positive or negative fixint */
+        return p + 1;
+    }
+    if (v >= 128)
+        return put_uint(p, (uint64_t)v);
+    if (v >= -(1 << 7))
+        return put_tagged(p, 0xd0, (uint64_t)v & 0xff, 1);
+    if (v >= -(1 << 15))
+        return put_tagged(p, 0xd1, (uint64_t)v & 0xffff, 2);
+    if (v >= -(1ll << 31))
+        return put_tagged(p, 0xd2, (uint64_t)v & 0xffffffffu, 4);
+    return put_tagged(p, 0xd3, (uint64_t)v, 8);
+}
+
+/* A str header (fixstr, str8, str16, str32) and the bytes. */
+static inline uint8_t *put_str(uint8_t *p, const void *data, uint32_t len)
+{
+    if (len < 32)
+        *p++ = (uint8_t)(0xa0 | len);
+    else if (len < (1u << 8))
+        p = put_tagged(p, 0xd9, len, 1);
+    else if (len < (1u << 16))
+        p = put_tagged(p, 0xda, len, 2);
+    else
+        p = put_tagged(p, 0xdb, len, 4);
+    if (len > 0)
+        memcpy(p, data, len);
+    return p + len;
+}
+
+/* A value of at most `max` bytes put by `put`, with its room checked. */
+#define WR_PUT(b, max, put)                                                    \
+    do {                                                                       \
+        uint8_t *p_ = wr_room((b), (max));                                     \
+        if (p_ == NULL)                                                        \
+            return -1;                                                         \
+        (b)->len = (size_t)((put) - (uint8_t *)(b)->data);                     \
+        return 0;                                                              \
+    } while (0)
+
 /* A type byte followed by `bytes` big-endian bytes of v. */
 static inline int wr_tagged(struct proto_buf *b, uint8_t tag, uint64_t v, int bytes)
 {
-    uint8_t *p = wr_room(b, 1 + (size_t)bytes);
-    if (p == NULL)
-        return -1;
-    p[0] = tag;
-    wr_be(p + 1, v, bytes);
-    b->len += 1 + (size_t)bytes;
-    return 0;
+    WR_PUT(b, 1 + (size_t)bytes, put_tagged(p_, tag, v, bytes));
 }
 
 static inline int wr_byte(struct proto_buf *b, uint8_t v)
@@ -354,30 +418,12 @@ static int wr_nil(struct proto_buf *b)
 
 static int wr_uint(struct proto_buf *b, uint64_t v)
 {
-    if (v < 128)
-        return wr_byte(b, (uint8_t)v);
-    if (v < (1u << 8))
-        return wr_tagged(b, 0xcc, v, 1);
-    if (v < (1u << 16))
-        return wr_tagged(b, 0xcd, v, 2);
-    if (v < (1ull << 32))
-        return wr_tagged(b, 0xce, v, 4);
-    return wr_tagged(b, 0xcf, v, 8);
+    WR_PUT(b, PUT_INT_MAX, put_uint(p_, v));
 }
 
 static int wr_int(struct proto_buf *b, int64_t v)
 {
-    if (v >= -32 && v < 128)
-        return wr_byte(b, (uint8_t)v); /* positive or negative fixint */
-    if (v >= 128)
-        return wr_uint(b, (uint64_t)v);
-    if (v >= -(1 << 7))
-        return wr_tagged(b, 0xd0, (uint64_t)v & 0xff, 1);
-    if (v >= -(1 << 15))
-        return wr_tagged(b, 0xd1, (uint64_t)v & 0xffff, 2);
-    if (v >= -(1ll << 31))
-        return wr_tagged(b, 0xd2, (uint64_t)v & 0xffffffffu, 4);
-    return wr_tagged(b, 0xd3, (uint64_t)v, 8);
+    WR_PUT(b, PUT_INT_MAX, put_int(p_, v));
 }
 
 /* An array (0x90/0xdc/0xdd) or map (0x80/0xde/0xdf) header. */
@@ -410,16 +456,7 @@ static int wr_raw(struct proto_buf *b, const void *data, uint32_t len)
 static int pack_str(struct proto_buf *b, struct proto_str s)
 {
     assert(s.ptr != NULL || s.len == 0);
-    int rc;
-    if (s.len < 32)
-        rc = wr_byte(b, (uint8_t)(0xa0 | s.len));
-    else if (s.len < (1u << 8))
-        rc = wr_tagged(b, 0xd9, s.len, 1);
-    else if (s.len < (1u << 16))
-        rc = wr_tagged(b, 0xda, s.len, 2);
-    else
-        rc = wr_tagged(b, 0xdb, s.len, 4);
-    return rc != 0 ? rc : wr_raw(b, s.ptr, s.len);
+    WR_PUT(b, 5 + (size_t)s.len, put_str(p_, s.ptr, s.len));
 }
 
 static int pack_bin(struct proto_buf *b, struct proto_str s)
@@ -520,15 +557,39 @@ static int entry_pack(struct proto_buf *b, const struct proto_entry *entry)
     return 0;
 }
 
+/* Most a result's encoding can take: its array header, numbers, and the
+ * two strings with str8 headers. */
+#define RESULT_BYTES_MAX                                                       \
+    (1 + RESULT_FIELD_COUNT * PUT_INT_MAX + 2 * 2 + PROTO_NAME_MAX + PROTO_MESSAGE_MAX)
+
+/* One field of a result (numbers and strings only) into reserved room. */
+static uint8_t *result_field_put(uint8_t *p, const struct field *f, const char *base)
+{
+    const void *at = base + f->offset;
+    switch (f->kind) {
+    case FIELD_INT:
+    case FIELD_TRAIL_INT: return put_int(p, *(const int64_t *)at);
+    case FIELD_UINT: return put_uint(p, *(const uint64_t *)at);
+    case FIELD_ENUM32: return put_int(p, *(const int32_t *)at);
+    case FIELD_CHARS: return put_str(p, at, (uint32_t)strnlen(at, f->len_max));
+    default: break;
+    }
+    assert(!"a result has numbers and strings only");
+    return p;
+}
+
+/* Every result is encoded for the idempotency store and again for the
+ * caller: the room is reserved once, not per field. */
 static int result_pack(struct proto_buf *b, const struct proto_result *res)
 {
     uint32_t n = fields_to_write(result_fields, RESULT_FIELD_COUNT, (const char *)res);
-    if (wr_array(b, n) != 0)
+    uint8_t *p = wr_room(b, RESULT_BYTES_MAX);
+    if (p == NULL)
         return -1;
-    for (uint32_t i = 0; i < n; i++) {
-        if (field_encode(b, &result_fields[i], (const char *)res) != 0)
-            return -1;
-    }
+    *p++ = (uint8_t)(0x90 | n); /* n < 16 */
+    for (uint32_t i = 0; i < n; i++)
+        p = result_field_put(p, &result_fields[i], (const char *)res);
+    b->len = (size_t)(p - (uint8_t *)b->data);
     return 0;
 }
 
