@@ -648,17 +648,11 @@ struct subject {
     uint32_t index;
 };
 
-static struct subject subject_field(const char *field)
-{
-    struct subject s = {field, NULL, 0};
-    return s;
-}
-
-static struct subject subject_part(const char *field, const char *part, uint32_t index)
-{
-    struct subject s = {field, part, index};
-    return s;
-}
+/* Subjects go by pointer to a literal: built as a value and passed by
+ * value, each one stalled the decoder on its store and reload (a subject
+ * is read only when a decode fails). */
+#define subject_field(field) (&(const struct subject){(field), NULL, 0})
+#define subject_part(field, part, index) (&(const struct subject){(field), (part), (index)})
 
 /* Append to a message buffer; output past the end is cut, not overrun. */
 __attribute__((format(printf, 3, 0)))
@@ -696,10 +690,10 @@ static void dec_prefix_write(const struct dec *d, const struct subject *s, char 
 }
 
 __attribute__((format(printf, 4, 5)))
-static int dec_fail(struct dec *d, int code, struct subject s, const char *fmt, ...)
+static int dec_fail(struct dec *d, int code, const struct subject *s, const char *fmt, ...)
 {
     va_list ap;
-    dec_prefix_write(d, &s, d->err->message, sizeof d->err->message);
+    dec_prefix_write(d, s, d->err->message, sizeof d->err->message);
     va_start(ap, fmt);
     msg_vappend(d->err->message, sizeof d->err->message, fmt, ap);
     va_end(ap);
@@ -708,7 +702,7 @@ static int dec_fail(struct dec *d, int code, struct subject s, const char *fmt, 
 }
 
 /* Turn an mp.c error, met while reading an `expected`, into a decode error. */
-static int dec_mp_fail(struct dec *d, int rc, struct subject s, const char *expected)
+static int dec_mp_fail(struct dec *d, int rc, const struct subject *s, const char *expected)
 {
     switch (rc) {
     case MP_ETRUNC:
@@ -722,7 +716,7 @@ static int dec_mp_fail(struct dec *d, int rc, struct subject s, const char *expe
 }
 
 /* A container header; count bombs are malformed, not just big. */
-static int dec_container(struct dec *d, struct subject s, bool is_map, uint32_t *count)
+static int dec_container(struct dec *d, const struct subject *s, bool is_map, uint32_t *count)
 {
     size_t left = mp_reader_left(&d->r);
     int rc = is_map ? mp_map_read(&d->r, count) : mp_array_read(&d->r, count);
@@ -736,7 +730,7 @@ static int dec_container(struct dec *d, struct subject s, bool is_map, uint32_t 
 }
 
 /* An array of exactly `want` items. */
-static int dec_array_exact(struct dec *d, struct subject s, uint32_t want, const char *items)
+static int dec_array_exact(struct dec *d, const struct subject *s, uint32_t want, const char *items)
 {
     uint32_t n;
     int rc = dec_container(d, s, false, &n);
@@ -748,7 +742,7 @@ static int dec_array_exact(struct dec *d, struct subject s, uint32_t want, const
     return 0;
 }
 
-static int dec_str(struct dec *d, struct subject s, uint32_t len_min, uint32_t len_max,
+static int dec_str(struct dec *d, const struct subject *s, uint32_t len_min, uint32_t len_max,
                    struct proto_str *out)
 {
     int rc = mp_str_read(&d->r, &out->ptr, &out->len);
@@ -766,7 +760,7 @@ static int dec_str(struct dec *d, struct subject s, uint32_t len_min, uint32_t l
     return 0;
 }
 
-static int dec_bin(struct dec *d, struct subject s, uint32_t len, struct proto_str *out)
+static int dec_bin(struct dec *d, const struct subject *s, uint32_t len, struct proto_str *out)
 {
     const uint8_t *p;
     int rc = mp_bin_read(&d->r, &p, &out->len);
@@ -780,7 +774,7 @@ static int dec_bin(struct dec *d, struct subject s, uint32_t len, struct proto_s
 }
 
 /* `expected` names what the field takes, for the wrong-type message. */
-static int dec_int_as(struct dec *d, struct subject s, const char *expected, int64_t *out)
+static int dec_int_as(struct dec *d, const struct subject *s, const char *expected, int64_t *out)
 {
     int rc = mp_int_read(&d->r, out);
     if (rc == MP_ERANGE)
@@ -788,12 +782,12 @@ static int dec_int_as(struct dec *d, struct subject s, const char *expected, int
     return rc == MP_OK ? 0 : dec_mp_fail(d, rc, s, expected);
 }
 
-static int dec_int(struct dec *d, struct subject s, int64_t *out)
+static int dec_int(struct dec *d, const struct subject *s, int64_t *out)
 {
     return dec_int_as(d, s, "signed 64-bit integer", out);
 }
 
-static int dec_opt_int(struct dec *d, struct subject s, int64_t *out)
+static int dec_opt_int(struct dec *d, const struct subject *s, int64_t *out)
 {
     if (mp_nil_read(&d->r) == MP_OK) {
         *out = PROTO_UNSET;
@@ -802,7 +796,7 @@ static int dec_opt_int(struct dec *d, struct subject s, int64_t *out)
     return dec_int_as(d, s, "signed 64-bit integer or nil", out);
 }
 
-static int dec_uint(struct dec *d, struct subject s, uint64_t *out)
+static int dec_uint(struct dec *d, const struct subject *s, uint64_t *out)
 {
     int rc = mp_uint_read(&d->r, out);
     if (rc == MP_ERANGE)
@@ -890,7 +884,7 @@ static int dec_list(struct dec *d, const char *field, uint32_t item_max, struct 
 }
 
 /* A string copied into char[max + 1]; NUL bytes could not survive that. */
-static int dec_chars(struct dec *d, struct subject s, uint32_t max, char *out)
+static int dec_chars(struct dec *d, const struct subject *s, uint32_t max, char *out)
 {
     struct proto_str str;
     int rc = dec_str(d, s, 0, max, &str);
@@ -904,7 +898,7 @@ static int dec_chars(struct dec *d, struct subject s, uint32_t max, char *out)
     return 0;
 }
 
-static int dec_enum32(struct dec *d, struct subject s, uint32_t count, int32_t *out)
+static int dec_enum32(struct dec *d, const struct subject *s, uint32_t count, int32_t *out)
 {
     int64_t v;
     int rc = dec_int(d, s, &v);
@@ -920,7 +914,7 @@ static int dec_enum32(struct dec *d, struct subject s, uint32_t count, int32_t *
 static int field_decode(struct dec *d, const struct field *f, char *base)
 {
     void *at = base + f->offset;
-    struct subject s = subject_field(f->name);
+    const struct subject *s = subject_field(f->name);
     switch (f->kind) {
     case FIELD_STR: return dec_str(d, s, f->len_min, f->len_max, at);
     case FIELD_BIN: return dec_bin(d, s, f->len_max, at);
@@ -1055,7 +1049,7 @@ static int dec_finish(struct dec *d)
 static int entry_commands_decode(struct dec *d, struct proto_cmd *cmds, uint32_t cmds_max,
                                  uint32_t *count)
 {
-    struct subject s = subject_field("commands");
+    const struct subject *s = subject_field("commands");
     int rc = dec_container(d, s, false, count);
     if (rc != 0)
         return rc;
