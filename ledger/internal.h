@@ -194,6 +194,30 @@ enum ledger_xstmt {
     XS_COUNT
 };
 
+/* A posting whose row is not in SQLite yet (journal_rows.c). */
+struct journal_row {
+    uint64_t id;
+    int64_t ts_ms;
+    int kind;
+    int64_t debit, credit; /* account ids (index + 1) */
+    int64_t amount_micros;
+    uint64_t reservation_id;
+    int64_t overrun_micros;
+    size_t meta_at, meta_len; /* in journal_rows.meta */
+};
+
+#define JOURNAL_ROWS_MAX 64 /* rows in the largest multi-row INSERT */
+#define JOURNAL_RUN_COUNT 6 /* multi-row INSERTs: 64, 32, ..., 2 rows */
+
+/* The entry's postings waiting for their rows, and the multi-row INSERTs
+ * (prepared on first use). */
+struct journal_rows {
+    struct journal_row *rows;
+    uint32_t count, cap;
+    struct proto_buf meta; /* the rows' metadata, back to back */
+    sqlite3_stmt *insert[JOURNAL_RUN_COUNT];
+};
+
 struct ledger {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
@@ -231,6 +255,7 @@ struct ledger {
 
     struct idem_store idem;
     struct resv_store resv;
+    struct journal_rows journal; /* rows not yet written (journal_rows.c) */
 
     struct proto_buf scratch; /* encoding buffer, reused */
     struct proto_buf scratch2;
@@ -366,6 +391,15 @@ uint64_t journal_chain_step(uint64_t chain, uint64_t id, int64_t ts, int kind,
                             int64_t debit, int64_t credit, int64_t amount,
                             uint64_t reservation, int64_t overrun,
                             const void *meta, size_t meta_len);
+/* journal_rows.c: a posting's row, written by journal_rows_flush (at the end
+ * of the entry, or before the journal is read through SQL); discarded when
+ * the entry rolls back. */
+int journal_rows_add(struct ledger *l, const struct journal_row *r, const void *meta,
+                     size_t meta_len, struct ledger_error *err);
+int journal_rows_flush(struct ledger *l, struct ledger_error *err);
+void journal_rows_discard(struct ledger *l);
+void journal_rows_finalize(struct ledger *l); /* statements only */
+void journal_rows_free(struct ledger *l);
 /* First journal id with ts >= ts_ms (binary search over the monotonic ids). */
 int journal_first_at(struct ledger *l, int64_t ts_ms, uint64_t *id,
                      struct ledger_error *err);

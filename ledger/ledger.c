@@ -161,6 +161,7 @@ void ledger_close(struct ledger *l)
     if (l->db)
         store_sync(l, &ignored);
     store_close(l);
+    journal_rows_free(l);
     tree_reset(l);
     idem_reset(l);
     resv_reset(l);
@@ -281,10 +282,13 @@ int ledger_apply(struct ledger *l, const struct proto_entry *entry,
     for (uint32_t i = 0; i < entry->cmd_count && rc == 0; i++)
         rc = ledger_apply_cmd(l, &entry->cmds[i], &results[i], err);
     if (rc == 0)
+        rc = journal_rows_flush(l, err);
+    if (rc == 0)
         rc = store_exec(l, ST_COMMIT, err);
     if (rc != 0) {
         /* SQLite and C go back to where the entry began. */
         struct ledger_error ignored;
+        journal_rows_discard(l);
         store_exec(l, ST_ROLLBACK, &ignored);
         tree_entry_undo(l);
         idem_entry_undo(l);

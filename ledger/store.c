@@ -151,6 +151,7 @@ void store_finalize(struct ledger *l)
 {
     watch_finalize(l); /* alerting statements (watch_store.c) */
     xstore_finalize(l); /* limits_store.c */
+    journal_rows_finalize(l); /* multi-row journal inserts */
     for (int i = 0; i < ST_COUNT; i++) {
         sqlite3_finalize(l->st[i]);
         l->st[i] = NULL;

@@ -53,18 +53,14 @@ int journal_post(struct ledger *l, int kind, int32_t debit, int32_t credit,
     if (watch_rc)
         return watch_rc;
     uint64_t id = l->next_transfer_id;
-    sqlite3_stmt *s = store_stmt(l, ST_JOURNAL_INSERT);
-    sqlite3_bind_int64(s, 1, (int64_t)id);
-    sqlite3_bind_int64(s, 2, l->now_ms);
-    sqlite3_bind_int(s, 3, kind);
-    sqlite3_bind_int64(s, 4, debit + 1);
-    sqlite3_bind_int64(s, 5, credit + 1);
-    sqlite3_bind_int64(s, 6, amount_micros);
-    sqlite3_bind_int64(s, 7, (int64_t)reservation_id);
-    sqlite3_bind_int64(s, 8, overrun_micros);
-    store_bind_blob(s, 9, meta, meta_len);
-    if (sqlite3_step(s) != SQLITE_DONE)
-        return store_sql_error(l, err, "insert posting");
+    /* The row goes in with the entry's others (journal_rows.c). */
+    struct journal_row row = {.id = id, .ts_ms = l->now_ms, .kind = kind, .debit = debit + 1,
+                              .credit = credit + 1, .amount_micros = amount_micros,
+                              .reservation_id = reservation_id,
+                              .overrun_micros = overrun_micros};
+    int rc = journal_rows_add(l, &row, meta, meta_len, err);
+    if (rc)
+        return rc;
     l->journal_chain = journal_chain_step(l->journal_chain, id, l->now_ms, kind, debit + 1,
                                           credit + 1, amount_micros, reservation_id,
                                           overrun_micros, meta, meta_len);
@@ -75,6 +71,10 @@ int journal_post(struct ledger *l, int kind, int32_t debit, int32_t credit,
 
 int journal_first_at(struct ledger *l, int64_t ts_ms, uint64_t *out, struct ledger_error *err)
 {
+    /* Every read of the journal table starts here: the entry's rows first. */
+    int flush_rc = journal_rows_flush(l, err);
+    if (flush_rc)
+        return flush_rc;
     /* Ids are dense from 1 and their times never decrease. */
     uint64_t lo = 1, hi = l->next_transfer_id; /* answer in [lo, hi] */
     while (lo < hi) {

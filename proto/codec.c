@@ -207,6 +207,7 @@ static const struct field result_fields[] = {
 };
 
 #define RESULT_FIELD_COUNT ((uint32_t)(sizeof result_fields / sizeof result_fields[0]))
+_Static_assert(sizeof result_fields / sizeof result_fields[0] < 16, "a fixarray header");
 
 static bool cmd_type_is_known(uint64_t type)
 {
@@ -325,16 +326,79 @@ static inline void wr_be(uint8_t *p, uint64_t v, int bytes)
         p[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
 }
 
+/* The put_* writers store at p, into room reserved beforehand (at most
+ * PUT_INT_MAX bytes for a number), and return where the next value goes. */
+#define PUT_INT_MAX 9
+
+static inline uint8_t *put_tagged(uint8_t *p, uint8_t tag, uint64_t v, int bytes)
+{
+    p[0] = tag;
+    wr_be(p + 1, v, bytes);
+    return p + 1 + bytes;
+}
+
+static inline uint8_t *put_uint(uint8_t *p, uint64_t v)
+{
+    if (v < 128) {
+        *p = (uint8_t)v;
+        return p + 1;
+    }
+    if (v < (1u << 8))
+        return put_tagged(p, 0xcc, v, 1);
+    if (v < (1u << 16))
+        return put_tagged(p, 0xcd, v, 2);
+    if (v < (1ull << 32))
+        return put_tagged(p, 0xce, v, 4);
+    return put_tagged(p, 0xcf, v, 8);
+}
+
+static inline uint8_t *put_int(uint8_t *p, int64_t v)
+{
+    if (v >= -32 && v < 128) {
+        *p = (uint8_t)v; /* positive or negative fixint */
+        return p + 1;
+    }
+    if (v >= 128)
+        return put_uint(p, (uint64_t)v);
+    if (v >= -(1 << 7))
+        return put_tagged(p, 0xd0, (uint64_t)v & 0xff, 1);
+    if (v >= -(1 << 15))
+        return put_tagged(p, 0xd1, (uint64_t)v & 0xffff, 2);
+    if (v >= -(1ll << 31))
+        return put_tagged(p, 0xd2, (uint64_t)v & 0xffffffffu, 4);
+    return put_tagged(p, 0xd3, (uint64_t)v, 8);
+}
+
+/* A str header (fixstr, str8, str16, str32) and the bytes. */
+static inline uint8_t *put_str(uint8_t *p, const void *data, uint32_t len)
+{
+    if (len < 32)
+        *p++ = (uint8_t)(0xa0 | len);
+    else if (len < (1u << 8))
+        p = put_tagged(p, 0xd9, len, 1);
+    else if (len < (1u << 16))
+        p = put_tagged(p, 0xda, len, 2);
+    else
+        p = put_tagged(p, 0xdb, len, 4);
+    if (len > 0)
+        memcpy(p, data, len);
+    return p + len;
+}
+
+/* A value of at most `max` bytes put by `put`, with its room checked. */
+#define WR_PUT(b, max, put)                                                    \
+    do {                                                                       \
+        uint8_t *p_ = wr_room((b), (max));                                     \
+        if (p_ == NULL)                                                        \
+            return -1;                                                         \
+        (b)->len = (size_t)((put) - (uint8_t *)(b)->data);                     \
+        return 0;                                                              \
+    } while (0)
+
 /* A type byte followed by `bytes` big-endian bytes of v. */
 static inline int wr_tagged(struct proto_buf *b, uint8_t tag, uint64_t v, int bytes)
 {
-    uint8_t *p = wr_room(b, 1 + (size_t)bytes);
-    if (p == NULL)
-        return -1;
-    p[0] = tag;
-    wr_be(p + 1, v, bytes);
-    b->len += 1 + (size_t)bytes;
-    return 0;
+    WR_PUT(b, 1 + (size_t)bytes, put_tagged(p_, tag, v, bytes));
 }
 
 static inline int wr_byte(struct proto_buf *b, uint8_t v)
@@ -354,30 +418,12 @@ static int wr_nil(struct proto_buf *b)
 
 static int wr_uint(struct proto_buf *b, uint64_t v)
 {
-    if (v < 128)
-        return wr_byte(b, (uint8_t)v);
-    if (v < (1u << 8))
-        return wr_tagged(b, 0xcc, v, 1);
-    if (v < (1u << 16))
-        return wr_tagged(b, 0xcd, v, 2);
-    if (v < (1ull << 32))
-        return wr_tagged(b, 0xce, v, 4);
-    return wr_tagged(b, 0xcf, v, 8);
+    WR_PUT(b, PUT_INT_MAX, put_uint(p_, v));
 }
 
 static int wr_int(struct proto_buf *b, int64_t v)
 {
-    if (v >= -32 && v < 128)
-        return wr_byte(b, (uint8_t)v); /* positive or negative fixint */
-    if (v >= 128)
-        return wr_uint(b, (uint64_t)v);
-    if (v >= -(1 << 7))
-        return wr_tagged(b, 0xd0, (uint64_t)v & 0xff, 1);
-    if (v >= -(1 << 15))
-        return wr_tagged(b, 0xd1, (uint64_t)v & 0xffff, 2);
-    if (v >= -(1ll << 31))
-        return wr_tagged(b, 0xd2, (uint64_t)v & 0xffffffffu, 4);
-    return wr_tagged(b, 0xd3, (uint64_t)v, 8);
+    WR_PUT(b, PUT_INT_MAX, put_int(p_, v));
 }
 
 /* An array (0x90/0xdc/0xdd) or map (0x80/0xde/0xdf) header. */
@@ -410,16 +456,7 @@ static int wr_raw(struct proto_buf *b, const void *data, uint32_t len)
 static int pack_str(struct proto_buf *b, struct proto_str s)
 {
     assert(s.ptr != NULL || s.len == 0);
-    int rc;
-    if (s.len < 32)
-        rc = wr_byte(b, (uint8_t)(0xa0 | s.len));
-    else if (s.len < (1u << 8))
-        rc = wr_tagged(b, 0xd9, s.len, 1);
-    else if (s.len < (1u << 16))
-        rc = wr_tagged(b, 0xda, s.len, 2);
-    else
-        rc = wr_tagged(b, 0xdb, s.len, 4);
-    return rc != 0 ? rc : wr_raw(b, s.ptr, s.len);
+    WR_PUT(b, 5 + (size_t)s.len, put_str(p_, s.ptr, s.len));
 }
 
 static int pack_bin(struct proto_buf *b, struct proto_str s)
@@ -520,15 +557,39 @@ static int entry_pack(struct proto_buf *b, const struct proto_entry *entry)
     return 0;
 }
 
+/* Most a result's encoding can take: its array header, numbers, and the
+ * two strings with str8 headers. */
+#define RESULT_BYTES_MAX                                                       \
+    (1 + RESULT_FIELD_COUNT * PUT_INT_MAX + 2 * 2 + PROTO_NAME_MAX + PROTO_MESSAGE_MAX)
+
+/* One field of a result (numbers and strings only) into reserved room. */
+static uint8_t *result_field_put(uint8_t *p, const struct field *f, const char *base)
+{
+    const void *at = base + f->offset;
+    switch (f->kind) {
+    case FIELD_INT:
+    case FIELD_TRAIL_INT: return put_int(p, *(const int64_t *)at);
+    case FIELD_UINT: return put_uint(p, *(const uint64_t *)at);
+    case FIELD_ENUM32: return put_int(p, *(const int32_t *)at);
+    case FIELD_CHARS: return put_str(p, at, (uint32_t)strnlen(at, f->len_max));
+    default: break;
+    }
+    assert(!"a result has numbers and strings only");
+    return p;
+}
+
+/* Every result is encoded for the idempotency store and again for the
+ * caller: the room is reserved once, not per field. */
 static int result_pack(struct proto_buf *b, const struct proto_result *res)
 {
     uint32_t n = fields_to_write(result_fields, RESULT_FIELD_COUNT, (const char *)res);
-    if (wr_array(b, n) != 0)
+    uint8_t *p = wr_room(b, RESULT_BYTES_MAX);
+    if (p == NULL)
         return -1;
-    for (uint32_t i = 0; i < n; i++) {
-        if (field_encode(b, &result_fields[i], (const char *)res) != 0)
-            return -1;
-    }
+    *p++ = (uint8_t)(0x90 | n); /* n < 16 */
+    for (uint32_t i = 0; i < n; i++)
+        p = result_field_put(p, &result_fields[i], (const char *)res);
+    b->len = (size_t)(p - (uint8_t *)b->data);
     return 0;
 }
 
@@ -587,17 +648,11 @@ struct subject {
     uint32_t index;
 };
 
-static struct subject subject_field(const char *field)
-{
-    struct subject s = {field, NULL, 0};
-    return s;
-}
-
-static struct subject subject_part(const char *field, const char *part, uint32_t index)
-{
-    struct subject s = {field, part, index};
-    return s;
-}
+/* Subjects go by pointer to a literal: built as a value and passed by
+ * value, each one stalled the decoder on its store and reload (a subject
+ * is read only when a decode fails). */
+#define subject_field(field) (&(const struct subject){(field), NULL, 0})
+#define subject_part(field, part, index) (&(const struct subject){(field), (part), (index)})
 
 /* Append to a message buffer; output past the end is cut, not overrun. */
 __attribute__((format(printf, 3, 0)))
@@ -635,10 +690,10 @@ static void dec_prefix_write(const struct dec *d, const struct subject *s, char 
 }
 
 __attribute__((format(printf, 4, 5)))
-static int dec_fail(struct dec *d, int code, struct subject s, const char *fmt, ...)
+static int dec_fail(struct dec *d, int code, const struct subject *s, const char *fmt, ...)
 {
     va_list ap;
-    dec_prefix_write(d, &s, d->err->message, sizeof d->err->message);
+    dec_prefix_write(d, s, d->err->message, sizeof d->err->message);
     va_start(ap, fmt);
     msg_vappend(d->err->message, sizeof d->err->message, fmt, ap);
     va_end(ap);
@@ -647,7 +702,7 @@ static int dec_fail(struct dec *d, int code, struct subject s, const char *fmt, 
 }
 
 /* Turn an mp.c error, met while reading an `expected`, into a decode error. */
-static int dec_mp_fail(struct dec *d, int rc, struct subject s, const char *expected)
+static int dec_mp_fail(struct dec *d, int rc, const struct subject *s, const char *expected)
 {
     switch (rc) {
     case MP_ETRUNC:
@@ -661,7 +716,7 @@ static int dec_mp_fail(struct dec *d, int rc, struct subject s, const char *expe
 }
 
 /* A container header; count bombs are malformed, not just big. */
-static int dec_container(struct dec *d, struct subject s, bool is_map, uint32_t *count)
+static int dec_container(struct dec *d, const struct subject *s, bool is_map, uint32_t *count)
 {
     size_t left = mp_reader_left(&d->r);
     int rc = is_map ? mp_map_read(&d->r, count) : mp_array_read(&d->r, count);
@@ -675,7 +730,7 @@ static int dec_container(struct dec *d, struct subject s, bool is_map, uint32_t 
 }
 
 /* An array of exactly `want` items. */
-static int dec_array_exact(struct dec *d, struct subject s, uint32_t want, const char *items)
+static int dec_array_exact(struct dec *d, const struct subject *s, uint32_t want, const char *items)
 {
     uint32_t n;
     int rc = dec_container(d, s, false, &n);
@@ -687,7 +742,7 @@ static int dec_array_exact(struct dec *d, struct subject s, uint32_t want, const
     return 0;
 }
 
-static int dec_str(struct dec *d, struct subject s, uint32_t len_min, uint32_t len_max,
+static int dec_str(struct dec *d, const struct subject *s, uint32_t len_min, uint32_t len_max,
                    struct proto_str *out)
 {
     int rc = mp_str_read(&d->r, &out->ptr, &out->len);
@@ -705,7 +760,7 @@ static int dec_str(struct dec *d, struct subject s, uint32_t len_min, uint32_t l
     return 0;
 }
 
-static int dec_bin(struct dec *d, struct subject s, uint32_t len, struct proto_str *out)
+static int dec_bin(struct dec *d, const struct subject *s, uint32_t len, struct proto_str *out)
 {
     const uint8_t *p;
     int rc = mp_bin_read(&d->r, &p, &out->len);
@@ -719,7 +774,7 @@ static int dec_bin(struct dec *d, struct subject s, uint32_t len, struct proto_s
 }
 
 /* `expected` names what the field takes, for the wrong-type message. */
-static int dec_int_as(struct dec *d, struct subject s, const char *expected, int64_t *out)
+static int dec_int_as(struct dec *d, const struct subject *s, const char *expected, int64_t *out)
 {
     int rc = mp_int_read(&d->r, out);
     if (rc == MP_ERANGE)
@@ -727,12 +782,12 @@ static int dec_int_as(struct dec *d, struct subject s, const char *expected, int
     return rc == MP_OK ? 0 : dec_mp_fail(d, rc, s, expected);
 }
 
-static int dec_int(struct dec *d, struct subject s, int64_t *out)
+static int dec_int(struct dec *d, const struct subject *s, int64_t *out)
 {
     return dec_int_as(d, s, "signed 64-bit integer", out);
 }
 
-static int dec_opt_int(struct dec *d, struct subject s, int64_t *out)
+static int dec_opt_int(struct dec *d, const struct subject *s, int64_t *out)
 {
     if (mp_nil_read(&d->r) == MP_OK) {
         *out = PROTO_UNSET;
@@ -741,7 +796,7 @@ static int dec_opt_int(struct dec *d, struct subject s, int64_t *out)
     return dec_int_as(d, s, "signed 64-bit integer or nil", out);
 }
 
-static int dec_uint(struct dec *d, struct subject s, uint64_t *out)
+static int dec_uint(struct dec *d, const struct subject *s, uint64_t *out)
 {
     int rc = mp_uint_read(&d->r, out);
     if (rc == MP_ERANGE)
@@ -829,7 +884,7 @@ static int dec_list(struct dec *d, const char *field, uint32_t item_max, struct 
 }
 
 /* A string copied into char[max + 1]; NUL bytes could not survive that. */
-static int dec_chars(struct dec *d, struct subject s, uint32_t max, char *out)
+static int dec_chars(struct dec *d, const struct subject *s, uint32_t max, char *out)
 {
     struct proto_str str;
     int rc = dec_str(d, s, 0, max, &str);
@@ -843,7 +898,7 @@ static int dec_chars(struct dec *d, struct subject s, uint32_t max, char *out)
     return 0;
 }
 
-static int dec_enum32(struct dec *d, struct subject s, uint32_t count, int32_t *out)
+static int dec_enum32(struct dec *d, const struct subject *s, uint32_t count, int32_t *out)
 {
     int64_t v;
     int rc = dec_int(d, s, &v);
@@ -859,7 +914,7 @@ static int dec_enum32(struct dec *d, struct subject s, uint32_t count, int32_t *
 static int field_decode(struct dec *d, const struct field *f, char *base)
 {
     void *at = base + f->offset;
-    struct subject s = subject_field(f->name);
+    const struct subject *s = subject_field(f->name);
     switch (f->kind) {
     case FIELD_STR: return dec_str(d, s, f->len_min, f->len_max, at);
     case FIELD_BIN: return dec_bin(d, s, f->len_max, at);
@@ -877,27 +932,58 @@ static int field_decode(struct dec *d, const struct field *f, char *base)
     return PROTO_EMALFORMED;
 }
 
+/* The array header and the type of a command. */
+static int cmd_type_decode(struct dec *d, uint32_t *n, uint64_t *type)
+{
+    int rc = dec_container(d, subject_field(NULL), false, n);
+    if (rc != 0)
+        return rc;
+    if (*n == 0)
+        return dec_fail(d, PROTO_EMALFORMED, subject_field(NULL), "empty array");
+    rc = dec_uint(d, subject_field("type"), type);
+    if (rc != 0)
+        return rc;
+    if (!cmd_type_is_known(*type))
+        return dec_fail(d, PROTO_EMALFORMED, subject_field("type"),
+                        "unknown command type %" PRIu64, *type);
+    return 0;
+}
+
+/* Zero a command about to be decoded with schema s: all of it but the pairs
+ * of s's maps, which the decoder fills up to their count and nothing reads
+ * beyond — 512 of a command's 640 bytes, and zeroing them was most of the
+ * cost of decoding an entry. */
+static void cmd_clear(struct proto_cmd *cmd, const struct cmd_schema *s)
+{
+    size_t from = 0;
+    for (uint32_t i = 0; i < CMD_FIELDS_MAX && s->fields[i].name; i++) {
+        const struct field *f = &s->fields[i];
+        if (f->kind != FIELD_MAP && f->kind != FIELD_OPT_MAP)
+            continue;
+        size_t kv = f->offset + offsetof(struct proto_map, kv);
+        if (kv < from)
+            continue; /* zeroed already */
+        memset((char *)cmd + from, 0, kv - from);
+        from = kv + sizeof(((struct proto_map *)NULL)->kv);
+    }
+    memset((char *)cmd + from, 0, sizeof *cmd - from);
+}
+
 /* [type, role, key, fields...]; the type fixes how many fields follow. */
 static int cmd_decode(struct dec *d, struct proto_cmd *cmd)
 {
     uint32_t n;
     uint64_t type, role;
     const uint8_t *start = d->r.pos;
-    memset(cmd, 0, sizeof *cmd);
     d->cmd_type = 0;
-    int rc = dec_container(d, subject_field(NULL), false, &n);
-    if (rc != 0)
+    int rc = cmd_type_decode(d, &n, &type);
+    if (rc != 0) {
+        memset(cmd, 0, sizeof *cmd);
         return rc;
-    if (n == 0)
-        return dec_fail(d, PROTO_EMALFORMED, subject_field(NULL), "empty array");
-    rc = dec_uint(d, subject_field("type"), &type);
-    if (rc != 0)
-        return rc;
-    if (!cmd_type_is_known(type))
-        return dec_fail(d, PROTO_EMALFORMED, subject_field("type"),
-                        "unknown command type %" PRIu64, type);
+    }
     d->cmd_type = (uint8_t)type;
     const struct cmd_schema *s = &cmd_schemas[type];
+    cmd_clear(cmd, s);
     uint32_t field_count = schema_field_count(s);
     uint32_t required = fields_required(s->fields, field_count);
     if (n < CMD_HEADER_COUNT + required || n > CMD_HEADER_COUNT + field_count) {
@@ -963,7 +1049,7 @@ static int dec_finish(struct dec *d)
 static int entry_commands_decode(struct dec *d, struct proto_cmd *cmds, uint32_t cmds_max,
                                  uint32_t *count)
 {
-    struct subject s = subject_field("commands");
+    const struct subject *s = subject_field("commands");
     int rc = dec_container(d, s, false, count);
     if (rc != 0)
         return rc;
@@ -1026,10 +1112,11 @@ int proto_cmd_decode(const void *data, size_t len, struct proto_cmd *cmd,
 {
     struct dec d;
     struct proto_error scratch;
-    memset(cmd, 0, sizeof *cmd);
     int rc = dec_start(&d, "command", data, len, err != NULL ? err : &scratch);
     if (rc == 0)
-        rc = cmd_decode(&d, cmd);
+        rc = cmd_decode(&d, cmd); /* zeroes cmd first */
+    else
+        memset(cmd, 0, sizeof *cmd);
     if (rc == 0)
         rc = dec_finish(&d);
     return rc;

@@ -239,8 +239,17 @@ static int int_head(const struct mp_reader *r, struct mp_head *h, bool *is_negat
     return MP_OK;
 }
 
+/* The fast paths below take the one-byte forms (fixint, fixstr, fixarray)
+ * that most values of an entry have, with the same checks as head_parse's
+ * general path; everything else goes through it. */
+
 int mp_int_read(struct mp_reader *r, int64_t *out)
 {
+    if (r->pos < r->end && (r->pos[0] <= 0x7f || r->pos[0] >= 0xe0)) {
+        *out = (int8_t)r->pos[0]; /* fixints: 0..127 and -32..-1 */
+        r->pos++;
+        return MP_OK;
+    }
     struct mp_head h;
     bool is_negative;
     int rc = int_head(r, &h, &is_negative);
@@ -255,6 +264,11 @@ int mp_int_read(struct mp_reader *r, int64_t *out)
 
 int mp_uint_read(struct mp_reader *r, uint64_t *out)
 {
+    if (r->pos < r->end && r->pos[0] <= 0x7f) {
+        *out = r->pos[0];
+        r->pos++;
+        return MP_OK;
+    }
     struct mp_head h;
     bool is_negative;
     int rc = int_head(r, &h, &is_negative);
@@ -269,6 +283,15 @@ int mp_uint_read(struct mp_reader *r, uint64_t *out)
 
 int mp_str_read(struct mp_reader *r, const char **ptr, uint32_t *len)
 {
+    if (r->pos < r->end && (r->pos[0] & 0xe0) == 0xa0) {
+        uint32_t n = r->pos[0] & 0x1f;
+        if (n > (size_t)(r->end - r->pos) - 1)
+            return MP_ETRUNC;
+        *ptr = (const char *)r->pos + 1;
+        *len = n;
+        r->pos += 1 + n;
+        return MP_OK;
+    }
     struct mp_head h;
     int rc = head_expect(r, &h, MP_KIND_STR);
     if (rc != MP_OK)
@@ -309,6 +332,13 @@ static int container_read(struct mp_reader *r, enum mp_kind kind,
 
 int mp_array_read(struct mp_reader *r, uint32_t *count)
 {
+    if (r->pos < r->end && (r->pos[0] & 0xf0) == 0x90) {
+        *count = r->pos[0] & 0x0f;
+        if (*count > (size_t)(r->end - r->pos) - 1)
+            return MP_ECOUNT;
+        r->pos++;
+        return MP_OK;
+    }
     return container_read(r, MP_KIND_ARRAY, 1, count);
 }
 

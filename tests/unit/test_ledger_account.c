@@ -525,6 +525,32 @@ static void test_update_period_change_recomputes_spent_from_journal(void **state
     fx_assert_verified(f);
 }
 
+/* Postings reach SQLite at the end of their entry (journal_rows.c): a
+ * recompute later in the same entry must still count them. */
+static void test_update_period_change_in_the_spending_entry_counts_its_postings(void **state)
+{
+    struct fx *f = *state;
+    fx_create(f, "acme", PROTO_CAP_NONE, PROTO_PERIOD_NONE, 0);
+    f->now_ms = FX_MON + 1 * FX_HOUR_MS;
+    fx_spend(f, "acme", 10 * USD);
+    f->now_ms = FX_MON + FX_DAY_MS + 1 * FX_HOUR_MS; /* Tuesday */
+    uint64_t a = fx_reserve_ok(f, "acme", 5 * USD);
+    uint64_t b = fx_reserve_ok(f, "acme", 3 * USD);
+    struct proto_cmd cmds[3] = {
+        fx_commit(a, 4 * USD),
+        fx_commit(b, 2 * USD),
+        fx_account_update("acme", PROTO_UNSET, PROTO_PERIOD_DAY, PROTO_UNSET),
+    };
+    struct proto_result res[3];
+    fx_apply_batch(f, cmds, 3, res);
+    for (int i = 0; i < 3; i++)
+        if (res[i].status != PROTO_OK)
+            fail_msg("command %d: %s", i, res[i].message);
+    /* Tuesday's 4 + 2, not Monday's 10. */
+    assert_int_equal(fx_view(f, "acme").spent_micros, 6 * USD);
+    fx_assert_verified(f);
+}
+
 static void test_update_tz_change_recomputes_spent_from_journal(void **state)
 {
     struct fx *f = *state;
@@ -836,6 +862,7 @@ int main(void)
         T(test_update_cap_none_makes_account_uncapped),
         T(test_update_refuses_out_of_range_fields),
         T(test_update_period_change_recomputes_spent_from_journal),
+        T(test_update_period_change_in_the_spending_entry_counts_its_postings),
         T(test_update_tz_change_recomputes_spent_from_journal),
         T(test_update_refuses_grant_account),
         T(test_update_by_agent_is_forbidden),
