@@ -35,7 +35,7 @@ struct h1_drive_result {
     bool is_keep_alive;
     enum gw_h1_response_framing framing;
     uint64_t content_length;
-    char headers[H1_DRIVE_HEADERS_TEXT_MAX]; /* "name=value\n" per header */
+    char headers[H1_DRIVE_HEADERS_TEXT_MAX]; /* "name: value\n" per header (a name has no colon) */
     size_t headers_len;
     char body[H1_DRIVE_BODY_KEPT_MAX];      /* the body's first bytes */
     uint64_t body_len;                      /* all of it */
@@ -117,7 +117,7 @@ static inline const char *h1_drive_head(struct h1_drive_result *out,
             if (strs[j] < lo || strs[j] >= hi || memchr(strs[j], '\0', (size_t)(hi - strs[j])) == NULL)
                 return "a header string outside the head";
             h1_drive_text(out, strs[j]);
-            h1_drive_text(out, j == 0 ? "=" : "\n");
+            h1_drive_text(out, j == 0 ? ": " : "\n");
         }
         for (const char *p = r->names[i]; *p; p++)
             if (*p >= 'A' && *p <= 'Z')
