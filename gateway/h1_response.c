@@ -66,6 +66,27 @@ static char lower(char ch)
     return (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
 }
 
+/* Lower-cases ASCII letters in [p, end), eight bytes at a time: names are
+ * most of a head's bytes.  A byte is upper-case when its low seven bits
+ * reach 'A' but not past 'Z' and its top bit is clear; those get 0x20. */
+static void lower_span(char *p, char *end)
+{
+    const uint64_t ones = 0x0101010101010101u, high = ones * 0x80;
+    for (; end - p >= 8; p += 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        uint64_t low7 = w & ~high;
+        uint64_t is_upper = (low7 + ones * (0x80 - 'A')) ^ (low7 + ones * (0x80 - 'Z' - 1));
+        is_upper &= ~w & high;
+        if (is_upper != 0) {
+            w |= is_upper >> 2;
+            memcpy(p, &w, 8);
+        }
+    }
+    for (; p < end; p++)
+        *p = lower(*p);
+}
+
 /* Does the comma-separated list `v` hold `token` (case-insensitive)? */
 static bool list_has(const char *v, const char *token)
 {
@@ -144,6 +165,15 @@ static int length_parse(const char *v, uint64_t *out)
     return 0;
 }
 
+/* strcmp(line, name) == 0 for the name in line[0, len] (NUL-terminated at
+ * len, perhaps earlier): most names are none of the few we read, and their
+ * length tells at once. */
+static bool name_is(const char *line, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    return len >= n && line[n] == '\0' && memcmp(line, name, n) == 0;
+}
+
 /* Parses the head in [start, end) in place (names lower-cased, values
  * trimmed, both NUL-terminated); sets status, headers, keep-alive and
  * framing.  Returns 0, or -1 when malformed. */
@@ -174,12 +204,11 @@ static int head_parse(struct gw_h1_response *r, char *start, char *end)
             v++;
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
             ve--;
-        for (char *p = line; p < colon; p++)
-            *p = lower(*p);
+        lower_span(line, colon);
         *colon = '\0';
         *ve = '\0';
         size_t name_len = (size_t)(colon - line), value_len = (size_t)(ve - v);
-        if (strcmp(line, "content-length") == 0) {
+        if (name_is(line, name_len, "content-length")) {
             uint64_t len = 0;
             if (length_parse(v, &len) != 0)
                 return -1;
@@ -187,11 +216,11 @@ static int head_parse(struct gw_h1_response *r, char *start, char *end)
                 return -1; /* two lengths: which body is it? */
             has_length = true;
             length = len;
-        } else if (strcmp(line, "transfer-encoding") == 0) {
+        } else if (name_is(line, name_len, "transfer-encoding")) {
             is_chunked = list_has(v, "chunked");
             if (!is_chunked && value_len > 0 && !list_has(v, "identity"))
                 return -1; /* a coding we cannot frame */
-        } else if (strcmp(line, "connection") == 0) {
+        } else if (name_is(line, name_len, "connection")) {
             has_close |= list_has(v, "close");
             has_keep_alive |= list_has(v, "keep-alive");
         }

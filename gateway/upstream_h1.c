@@ -14,8 +14,8 @@
  * if any, with uv_write), and parses the response as it is read with
  * h1_response.c: status line and headers (in place in the connection's read
  * buffer), then a body framed by Content-Length, chunked, or the end of the
- * connection.  Body bytes go to on_body straight from the read buffer.  Idle connections keep reading, so
- * one the server closes leaves the pool at once; a request written on a
+ * connection.  Body bytes go to on_body straight from the read buffer.  Idle
+ * connections keep reading, so one the server closes leaves the pool at once; a request written on a
  * reused connection that dies before any response byte is retried once on a
  * fresh connection (the server may have closed it at the same moment).
  *
@@ -534,12 +534,18 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         conn_close(k);
         return;
     }
+    if (k->call->is_canceled)
+        return; /* on_done(ECANCELED) is queued: an EOF now must not end it otherwise */
     if (nread < 0) {
-        if (nread == UV_EOF && gw_h1_response_finish(&k->response) == GW_H1_RESPONSE_DONE) {
+        if (nread == UV_EOF) {
+            /* Not ended: a DONE or ERROR took the call off the connection. */
+            enum gw_h1_response_event ev = gw_h1_response_finish(&k->response);
+            assert(ev == GW_H1_RESPONSE_DONE || ev == GW_H1_RESPONSE_ERROR);
             k->response.is_keep_alive = false;
-            conn_complete(k);
-        } else if (nread == UV_EOF) {
-            conn_fail(k, GW_UPSTREAM_EFAILED, k->response.error);
+            if (ev == GW_H1_RESPONSE_DONE)
+                conn_complete(k);
+            else
+                conn_fail(k, GW_UPSTREAM_EFAILED, k->response.error);
         } else if (nread == UV_ENOBUFS) {
             conn_fail(k, GW_UPSTREAM_EFAILED, "response head too large");
         } else {

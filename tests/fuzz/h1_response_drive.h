@@ -9,7 +9,8 @@
  * piece the parser is called until it asks for more.  The drive checks the
  * promises of h1_response.h as it goes and names the first one broken in
  * `violation`: consumed bytes within what was handed over, body pieces and
- * header strings inside the consumed bytes, one head before any body, DONE
+ * header strings inside the consumed bytes (names the stream's bytes
+ * lower-cased, values as they were), one head before any body, DONE
  * or ERROR at most once and nothing after it, never more body than was fed
  * nor than Content-Length, unconsumed bytes left untouched.  With
  * is_exact_windows each call gets a fresh copy of exactly the bytes it may
@@ -91,10 +92,24 @@ static inline void h1_drive_text(struct h1_drive_result *out, const char *s)
     out->headers_len += n;
 }
 
-/* Records the head; the strings must lie in [lo, hi) and end there. */
+/* Is the string at p the original bytes at orig, lower-cased when a name? */
+static inline bool h1_drive_is_original(const char *p, const char *orig, bool is_name)
+{
+    for (; *p; p++, orig++) {
+        char want = *orig;
+        if (is_name && want >= 'A' && want <= 'Z')
+            want = (char)(want - 'A' + 'a');
+        if (*p != want)
+            return false;
+    }
+    return true;
+}
+
+/* Records the head; the strings must lie in [lo, hi), end there, and be
+ * the stream's bytes (orig: the stream at lo) edited only as promised. */
 static inline const char *h1_drive_head(struct h1_drive_result *out,
                                         const struct gw_h1_response *r, const char *lo,
-                                        const char *hi)
+                                        const char *hi, const char *orig)
 {
     if (out->head_count++ > 0)
         return "a second head";
@@ -116,12 +131,11 @@ static inline const char *h1_drive_head(struct h1_drive_result *out,
         for (int j = 0; j < 2; j++) {
             if (strs[j] < lo || strs[j] >= hi || memchr(strs[j], '\0', (size_t)(hi - strs[j])) == NULL)
                 return "a header string outside the head";
+            if (!h1_drive_is_original(strs[j], orig + (strs[j] - lo), j == 0))
+                return "a header string is not the stream's bytes";
             h1_drive_text(out, strs[j]);
             h1_drive_text(out, j == 0 ? ": " : "\n");
         }
-        for (const char *p = r->names[i]; *p; p++)
-            if (*p >= 'A' && *p <= 'Z')
-                return "a header name not lower-cased";
     }
     return NULL;
 }
@@ -196,7 +210,7 @@ static inline int h1_drive_call(struct gw_h1_response *r, struct h1_drive_result
     else if (is_ended && (ev != GW_H1_RESPONSE_MORE || used != 0))
         v = "not inert after DONE or ERROR";
     else if (ev == GW_H1_RESPONSE_HEAD)
-        v = h1_drive_head(out, r, window, window + used);
+        v = h1_drive_head(out, r, window, window + used, stream + *pos);
     else if (ev == GW_H1_RESPONSE_BODY)
         v = h1_drive_body(out, r, window, window + used, fed);
     else if (ev == GW_H1_RESPONSE_DONE || ev == GW_H1_RESPONSE_ERROR)
