@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifndef GW_H1_RESPONSE_TINY_LIMITS
 /* A head (status line, headers, blank line) must end within this many
  * bytes: upstream_h1.c's read buffer is this size. */
 #define GW_H1_RESPONSE_HEAD_BYTES_MAX (32u << 10)
@@ -44,6 +45,15 @@
 #define GW_H1_RESPONSE_CHUNK_LINE_MAX 1024
 /* All trailer lines together, 2 bytes per line ending counted. */
 #define GW_H1_RESPONSE_TRAILER_BYTES_MAX (16u << 10)
+#else
+/* The fuzz target's own copy of the parser: the same code with limits its
+ * short inputs reach. */
+#define GW_H1_RESPONSE_HEAD_BYTES_MAX 300u
+#define GW_H1_RESPONSE_HEADERS_MAX 4
+#define GW_H1_RESPONSE_HEADER_BYTES_MAX 100u
+#define GW_H1_RESPONSE_CHUNK_LINE_MAX 20
+#define GW_H1_RESPONSE_TRAILER_BYTES_MAX 60u
+#endif
 
 enum gw_h1_response_event {
     GW_H1_RESPONSE_MORE,  /* needs more bytes (or finish); also once ended */
