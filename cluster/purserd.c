@@ -23,6 +23,7 @@ static void usage(FILE *f)
             "               [--snapshot-threshold N] [--raft-bind HOST:PORT]\n"
             "               [--tls-cert PEM --tls-key PEM [--tls-ca PEM]\n"
             "                [--tls-require-client-cert]]\n"
+            "               [--webhook-url URL [--webhook-secret FILE]]\n"
             "               [--help] [--version]\n"
             "\n"
             "  --id N              this node's id (> 0), unique in the cluster\n"

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "gateway/gateway.h"
+#include "proto/fmt.h"
 #include "gateway/parse.h"
 
 #define GW_STREAM_PAUSE_BYTES (1u << 20)
@@ -160,13 +161,15 @@ static void gw_proxy_settle_write(struct gw_call *c)
     if (p->is_release) {
         cmd.type = PROTO_CMD_RELEASE;
         cmd.u.release.reservation_id = p->reservation_id;
-        snprintf(key, sizeof key, "gw-release-%llu", (unsigned long long)p->reservation_id);
+        memcpy(key, "gw-release-", 11);
+        fmt_u64(key + 11, p->reservation_id);
     } else {
         cmd.type = PROTO_CMD_COMMIT;
         cmd.u.commit.reservation_id = p->reservation_id;
         cmd.u.commit.actual_micros = p->cost_micros;
         cmd.u.commit.tokens = p->tokens; /* rate limits: the actual tokens */
-        snprintf(key, sizeof key, "gw-commit-%llu", (unsigned long long)p->reservation_id);
+        memcpy(key, "gw-commit-", 10);
+        fmt_u64(key + 10, p->reservation_id);
     }
     cmd.key = proto_str_c(key);
     gw_ledger_apply(c, &cmd, gw_proxy_settled);
@@ -233,7 +236,7 @@ static void gw_proxy_headers_budget(struct gw_call *c, int64_t cost)
         gw_usd(left > 0 ? left : 0, v, sizeof v);
         gw_add_header(c, "x-budget-remaining", v);
     }
-    snprintf(v, sizeof v, "%llu", (unsigned long long)p->reservation_id);
+    fmt_u64(v, p->reservation_id);
     gw_add_header(c, "x-budget-reservation", v);
 }
 
@@ -342,7 +345,7 @@ static void gw_proxy_on_head(void *arg, int status, const char *const *names,
     p->up_status = status;
     for (size_t i = 0; i < count; i++)
         if (strcasecmp(names[i], "content-type") == 0)
-            snprintf(p->content_type, sizeof p->content_type, "%s", values[i]);
+            fmt_copy(p->content_type, sizeof p->content_type, values[i]);
     if (!p->is_stream || status != 200 || !c->req)
         return;
     /* Stream through: the headers now, the events as they come. */
@@ -351,7 +354,7 @@ static void gw_proxy_on_head(void *arg, int status, const char *const *names,
     req->res.reason = "OK";
     gw_add_header(c, "content-type", p->content_type[0] ? p->content_type : "text/event-stream");
     char v[32];
-    snprintf(v, sizeof v, "%llu", (unsigned long long)p->reservation_id);
+    fmt_u64(v, p->reservation_id);
     gw_add_header(c, "x-budget-reservation", v);
     gw_usd(p->reserved_micros, v, sizeof v);
     gw_add_header(c, "x-budget-reserved", v);
@@ -391,7 +394,7 @@ static void gw_proxy_on_done(void *arg, int error, const char *message)
     p->call = NULL;
     p->is_upstream_done = true;
     p->upstream_error = error;
-    snprintf(p->upstream_message, sizeof p->upstream_message, "%s", message ? message : "");
+    fmt_copy(p->upstream_message, sizeof p->upstream_message, message ? message : "");
     c->upstream_ms = (double)(gw_now_ns() - p->t0_ns) / 1e6;
     if (p->is_streaming_out) {
         /* Metered from the events seen; unknown usage: the whole hold. */
@@ -635,7 +638,8 @@ static void gw_proxy_priced(struct gw_call *c, int status, const struct gw_price
     }
     char key[PROTO_KEY_MAX + 1];
     if (c->idem_key[0]) {
-        snprintf(key, sizeof key, "%.110s:reserve", c->idem_key);
+        size_t n = fmt_copy(key, 111, c->idem_key); /* as "%.110s:reserve" */
+        memcpy(key + n, ":reserve", sizeof ":reserve");
         cmd.key = proto_str_c(key);
     }
     p->t0_ns = gw_now_ns();

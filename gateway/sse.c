@@ -23,6 +23,7 @@
 #include "gateway/sse.h"
 #include "gateway/json_scan.h"
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,33 +84,42 @@ static bool src_is_object(const struct usage_src *o)
     return o->is_text ? o->text != NULL && o->text[0] == '{' : json_is_object(o->json);
 }
 
-/* o[key]: absent (NULL / no text) when o is no object or lacks the key. */
-static struct usage_src src_member(const struct usage_src *o, const char *key)
+/* o[keys[i]] into out[i] for each key, absent when o is no object or lacks
+ * the key: one pass over a text object, however many keys. */
+#define SRC_KEYS_MAX 4
+static void src_members(const struct usage_src *o, const char *const *keys, size_t count,
+                        struct usage_src *out)
 {
-    if (!o->is_text)
-        return src_json(json_object_get(o->json, key));
-    struct usage_src m = {.is_text = true};
-    if (src_is_object(o) && gw_json_member(o->text, o->len, key, &m.text, &m.len) != GW_JSON_FOUND)
-        m.text = NULL;
-    return m;
+    assert(count <= SRC_KEYS_MAX);
+    for (size_t i = 0; i < count; i++)
+        out[i] = o->is_text ? (struct usage_src){.is_text = true}
+                            : src_json(json_object_get(o->json, keys[i]));
+    if (!o->is_text || !src_is_object(o))
+        return;
+    struct gw_json_span spans[SRC_KEYS_MAX];
+    if (gw_json_members(o->text, o->len, keys, count, spans) != 0)
+        return; /* invalid, or escaped names: absent, as one lookup would say */
+    for (size_t i = 0; i < count; i++) {
+        out[i].text = spans[i].at;
+        out[i].len = spans[i].len;
+    }
 }
 
-/* 1 and *out set when obj[key] is a sane count; 0 when it is absent or null;
- * -1 when it is present but negative, fractional, too large or not a number. */
-static int count_read(const struct usage_src *obj, const char *key, int64_t *out)
+/* 1 and *out set when v is a sane count; 0 when it is absent or null; -1
+ * when it is present but negative, fractional, too large or not a number. */
+static int count_value(const struct usage_src *v, int64_t *out)
 {
-    struct usage_src v = src_member(obj, key); /* absent when obj is not an object */
     json_int_t n;
-    if (!v.is_text) {
-        if (v.json == NULL || json_is_null(v.json))
+    if (!v->is_text) {
+        if (v->json == NULL || json_is_null(v->json))
             return 0;
-        if (!json_is_integer(v.json))
+        if (!json_is_integer(v->json))
             return -1;
-        n = json_integer_value(v.json);
+        n = json_integer_value(v->json);
     } else {
-        if (v.text == NULL || (v.len == 4 && memcmp(v.text, "null", 4) == 0))
+        if (v->text == NULL || (v->len == 4 && memcmp(v->text, "null", 4) == 0))
             return 0;
-        if (gw_json_integer(v.text, v.len, &n) != 0)
+        if (gw_json_integer(v->text, v->len, &n) != 0)
             return -1;
     }
     if (n < 0 || n > GW_USAGE_COUNT_MAX)
@@ -128,12 +138,18 @@ static bool usage_read_openai(const struct usage_src *obj, struct gw_usage *usag
 
     if (!src_is_object(obj))
         return false;
-    if (count_read(obj, "prompt_tokens", &prompt) != 1)
+    static const char *const keys[] = {"prompt_tokens", "completion_tokens",
+                                       "prompt_tokens_details"};
+    struct usage_src v[3];
+    src_members(obj, keys, 3, v);
+    if (count_value(&v[0], &prompt) != 1)
         return false;
-    if (count_read(obj, "completion_tokens", &completion) < 0) /* absent: embeddings */
+    if (count_value(&v[1], &completion) < 0) /* absent: embeddings */
         return false;
-    struct usage_src details = src_member(obj, "prompt_tokens_details");
-    if (count_read(&details, "cached_tokens", &cached) < 0)
+    static const char *const detail_keys[] = {"cached_tokens"};
+    struct usage_src cached_v;
+    src_members(&v[2], detail_keys, 1, &cached_v);
+    if (count_value(&cached_v, &cached) < 0)
         return false;
     if (cached > prompt)
         cached = prompt;
@@ -170,9 +186,15 @@ static bool usage_read_anthropic(const struct usage_src *obj, struct gw_usage *u
 
     if (!src_is_object(obj))
         return false;
-    for (size_t i = 0; i < sizeof(anthropic_fields) / sizeof(anthropic_fields[0]); i++) {
+    enum { FIELDS = sizeof(anthropic_fields) / sizeof(anthropic_fields[0]) };
+    const char *keys[FIELDS];
+    struct usage_src v[FIELDS];
+    for (size_t i = 0; i < FIELDS; i++)
+        keys[i] = anthropic_fields[i].key;
+    src_members(obj, keys, FIELDS, v);
+    for (size_t i = 0; i < FIELDS; i++) {
         int64_t *field = (int64_t *)((char *)&next + anthropic_fields[i].offset);
-        int rc = count_read(obj, anthropic_fields[i].key, field);
+        int rc = count_value(&v[i], field);
         if (rc < 0)
             return false;
         is_present[i] = rc == 1;

@@ -504,7 +504,9 @@ static void conn_read_start(struct h1_conn *k);
 static void conn_complete(struct h1_conn *k)
 {
     struct h1_call *c = k->call;
-    bool keep = k->response.is_keep_alive && k->rpos == k->rlen;
+    /* Not while the request is still being written: the server answered
+     * early, and the rest of the request would be read as the next one. */
+    bool keep = k->response.is_keep_alive && k->rpos == k->rlen && !k->is_writing;
     conn_detach(k, keep);
     if (keep) {
         struct h1_origin *o = k->o;

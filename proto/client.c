@@ -39,6 +39,7 @@
  * code checks c->is_closing (and the node's state) and unwinds.
  */
 #include "proto/client.h"
+#include "proto/fmt.h"
 #include "proto/mp.h"
 #include "proto/tls.h"
 
@@ -1273,9 +1274,10 @@ static int call_start(struct pc_client *c, int target, const char *method, const
     call->cb = cb;
     call->apply_cb = apply_cb;
     call->arg = arg;
-    call_note(call, PC_EUNAVAILABLE, "%s", target == PC_TARGET_LEADER
-                                               ? "no leader reachable before the deadline"
-                                               : "no node reachable before the deadline");
+    call->last_status = PC_EUNAVAILABLE; /* until an attempt says more; no printf per call */
+    fmt_copy(call->last_error, sizeof call->last_error,
+             target == PC_TARGET_LEADER ? "no leader reachable before the deadline"
+                                        : "no node reachable before the deadline");
     memcpy(call->method, method, method_len + 1);
     call->params_len = params_len;
     memcpy(call->params, params, params_len);

@@ -8,6 +8,7 @@
  * whole dollars and six digits of micros.
  */
 #include "proto/money.h"
+#include "proto/fmt.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -82,11 +83,21 @@ int money_format(int64_t micros, char *buf, size_t cap)
     uint64_t fraction = magnitude % MONEY_MICROS_PER_USD;
     if (buf == NULL || cap == 0)
         return -1;
-    int n = snprintf(buf, cap, "%s%" PRIu64 ".%06" PRIu64, micros < 0 ? "-" : "", whole,
-                     fraction);
-    if (n < 0 || (size_t)n >= cap) {
+    /* "-" whole "." six digits, without printf (a hot path of the gateway). */
+    char t[1 + FMT_U64_MAX + 7];
+    size_t n = 0;
+    if (micros < 0)
+        t[n++] = '-';
+    n += fmt_u64(t + n, whole);
+    t[n++] = '.';
+    for (int i = 5; i >= 0; i--, fraction /= 10)
+        t[n + (size_t)i] = (char)('0' + fraction % 10);
+    n += 6;
+    if (n >= cap) {
         buf[0] = '\0';
         return -1;
     }
-    return n;
+    memcpy(buf, t, n);
+    buf[n] = '\0';
+    return (int)n;
 }

@@ -176,6 +176,9 @@ class Gateway:
                 "--config", config_path, "--auth", h.gateway_auth]
         if h.tls:
             args += ["--cluster-tls-ca", h.tls["ca"]]
+        # PURSER_TEST_UPSTREAM_CLIENT=curl: the same suite on libcurl (CI
+        # runs it both ways; the default is the native HTTP/1.1 client).
+        args += ["--upstream-client", os.environ.get("PURSER_TEST_UPSTREAM_CLIENT", "native")]
         self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         h.pids.add(self.proc.pid)
