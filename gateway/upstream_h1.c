@@ -11,11 +11,11 @@
  * Model.  An origin (host, port) keeps a LIFO of idle connections and a FIFO
  * of calls waiting while H1_ORIGIN_CONNECTIONS_MAX are busy.  A call takes an
  * idle connection or opens one, writes its request (uv_try_write; the rest,
- * if any, with uv_write), and parses the response as it is read: status line
- * and headers (in place in the connection's read buffer), then a body framed
- * by Content-Length, chunked, or the end of the connection.  Body bytes go to
- * on_body straight from the read buffer.  Idle connections keep reading, so
- * one the server closes leaves the pool at once; a request written on a
+ * if any, with uv_write), and parses the response as it is read with
+ * h1_response.c: status line and headers (in place in the connection's read
+ * buffer), then a body framed by Content-Length, chunked, or the end of the
+ * connection.  Body bytes go to on_body straight from the read buffer.  Idle
+ * connections keep reading, so one the server closes leaves the pool at once; a request written on a
  * reused connection that dies before any response byte is retried once on a
  * fresh connection (the server may have closed it at the same moment).
  *
@@ -32,6 +32,7 @@
  * open connection, then for its total deadline.
  */
 #include "gateway/upstream_impl.h"
+#include "gateway/h1_response.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -51,14 +52,13 @@
 #define H1_ORIGINS_MAX 64
 #define H1_HOST_MAX 255
 /* The response head must fit in the read buffer. */
-#define H1_READ_BUFFER_BYTES (32u << 10)
-#define H1_CHUNK_LINE_MAX 1024
-#define H1_TRAILER_BYTES_MAX (16u << 10)
+#define H1_READ_BUFFER_BYTES GW_H1_RESPONSE_HEAD_BYTES_MAX
 /* Idle call structs (each with an initialized timer) kept for reuse. */
 #define H1_CALL_POOL_MAX 256
 
-enum h1_body { H1_BODY_NONE, H1_BODY_LENGTH, H1_BODY_CHUNKED, H1_BODY_EOF };
-enum h1_chunk { H1_CHUNK_SIZE, H1_CHUNK_DATA, H1_CHUNK_DATA_END, H1_CHUNK_TRAILERS };
+_Static_assert(GW_H1_RESPONSE_HEADERS_MAX == GW_UPSTREAM_RESPONSE_HEADERS_MAX &&
+                   GW_H1_RESPONSE_HEADER_BYTES_MAX == GW_UPSTREAM_RESPONSE_HEADER_BYTES_MAX,
+               "on_head's limits are the parser's");
 
 struct h1_call;
 
@@ -87,12 +87,8 @@ struct h1_conn {
     bool is_resolving, is_connecting, is_open, is_closing, is_writing, is_reading;
     bool is_reused;                  /* served a call before this one */
     /* The response being read. */
-    bool is_head_done, is_keep_alive, has_response_bytes;
-    enum h1_body body;
-    enum h1_chunk chunk;
-    uint64_t remaining;              /* LENGTH: body bytes; CHUNKED DATA: chunk bytes */
-    size_t trailer_bytes;
-    size_t head_scan;                /* where the search for the head's end resumes */
+    bool has_response_bytes;
+    struct gw_h1_response response;
     size_t rpos, rlen;               /* unparsed bytes: rbuf[rpos, rlen) */
     char rbuf[H1_READ_BUFFER_BYTES];
 };
@@ -134,9 +130,6 @@ struct gw_h1 {
     int in_start;        /* > 0 inside gw_h1_call_start: errors are queued */
     int handles_open;    /* h is freed when the last closes */
     bool is_closing;
-    /* on_head's arrays (names and values point into the read buffer). */
-    const char *names[GW_UPSTREAM_RESPONSE_HEADERS_MAX];
-    const char *values[GW_UPSTREAM_RESPONSE_HEADERS_MAX];
 };
 
 static void conn_parse(struct h1_conn *k);
@@ -494,25 +487,14 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
     struct h1_conn *k = handle->data;
     (void)suggested;
     if (k->rpos == k->rlen) {
-        k->rpos = k->rlen = k->head_scan = 0;
+        k->rpos = k->rlen = 0;
     } else if (k->rpos > 0 && k->rlen == sizeof k->rbuf) {
+        /* The parser's state is relative to rbuf + rpos: moving is safe. */
         memmove(k->rbuf, k->rbuf + k->rpos, k->rlen - k->rpos);
-        k->head_scan -= k->head_scan >= k->rpos ? k->rpos : k->head_scan;
         k->rlen -= k->rpos;
         k->rpos = 0;
     }
     *buf = uv_buf_init(k->rbuf + k->rlen, (unsigned)(sizeof k->rbuf - k->rlen));
-}
-
-static void conn_response_reset(struct h1_conn *k)
-{
-    k->is_head_done = false;
-    k->is_keep_alive = false;
-    k->has_response_bytes = false;
-    k->body = H1_BODY_NONE;
-    k->chunk = H1_CHUNK_SIZE;
-    k->remaining = 0;
-    k->trailer_bytes = 0;
 }
 
 static void conn_read_start(struct h1_conn *k);
@@ -524,13 +506,11 @@ static void conn_complete(struct h1_conn *k)
     struct h1_call *c = k->call;
     /* Not while the request is still being written: the server answered
      * early, and the rest of the request would be read as the next one. */
-    bool keep = k->is_keep_alive && k->rpos == k->rlen && k->body != H1_BODY_EOF &&
-                !k->is_writing;
+    bool keep = k->response.is_keep_alive && k->rpos == k->rlen && !k->is_writing;
     conn_detach(k, keep);
     if (keep) {
         struct h1_origin *o = k->o;
         k->is_reused = true;
-        conn_response_reset(k);
         struct h1_call *next = o->h->is_closing ? NULL : wait_pop(o);
         if (next) {
             k->call = next;
@@ -556,12 +536,18 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         conn_close(k);
         return;
     }
+    if (k->call->is_canceled)
+        return; /* on_done(ECANCELED) is queued: an EOF now must not end it otherwise */
     if (nread < 0) {
-        if (nread == UV_EOF && k->is_head_done && k->body == H1_BODY_EOF) {
-            k->is_keep_alive = false;
-            conn_complete(k);
-        } else if (nread == UV_EOF) {
-            conn_fail(k, GW_UPSTREAM_EFAILED, "connection closed before the response was complete");
+        if (nread == UV_EOF) {
+            /* Not ended: a DONE or ERROR took the call off the connection. */
+            enum gw_h1_response_event ev = gw_h1_response_finish(&k->response);
+            assert(ev == GW_H1_RESPONSE_DONE || ev == GW_H1_RESPONSE_ERROR);
+            k->response.is_keep_alive = false;
+            if (ev == GW_H1_RESPONSE_DONE)
+                conn_complete(k);
+            else
+                conn_fail(k, GW_UPSTREAM_EFAILED, k->response.error);
         } else if (nread == UV_ENOBUFS) {
             conn_fail(k, GW_UPSTREAM_EFAILED, "response head too large");
         } else {
@@ -611,6 +597,8 @@ static void on_write(uv_write_t *req, int status)
 static void conn_send(struct h1_conn *k)
 {
     struct h1_call *c = k->call;
+    k->has_response_bytes = false;
+    gw_h1_response_init(&k->response, c->is_head_request);
     uv_buf_t b = uv_buf_init(c->req, (unsigned)c->req_len);
     int n = uv_try_write((uv_stream_t *)&k->tcp, &b, 1);
     if (n == UV_EAGAIN || n == UV_ENOSYS)
@@ -781,308 +769,39 @@ static void on_call_timer(uv_timer_t *timer)
 
 /* ---- the response ---- */
 
-static char lower(char ch)
-{
-    return (ch >= 'A' && ch <= 'Z') ? (char)(ch - 'A' + 'a') : ch;
-}
-
-/* Does the comma-separated list `v` hold `token` (case-insensitive)? */
-static bool list_has(const char *v, const char *token)
-{
-    size_t n = strlen(token);
-    for (const char *p = v; *p;) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *e = p + strcspn(p, ",");
-        const char *t = e;
-        while (t > p && (t[-1] == ' ' || t[-1] == '\t'))
-            t--;
-        if ((size_t)(t - p) == n && strncasecmp(p, token, n) == 0)
-            return true;
-        p = e;
-    }
-    return false;
-}
-
-/* Parses the head in rbuf[start, end) in place (names lower-cased, values
- * trimmed, both NUL-terminated).  Returns 0, or -1 when malformed. */
-static int head_parse(struct h1_conn *k, char *start, char *end, int *status, size_t *count)
-{
-    struct gw_h1 *h = k->o->h;
-    char *line = start, *eol = memchr(line, '\n', (size_t)(end - line));
-    if (eol == NULL || eol - line < 12 || memcmp(line, "HTTP/1.", 7) != 0 ||
-        (line[7] != '0' && line[7] != '1') || line[8] != ' ')
-        return -1;
-    bool is_http10 = line[7] == '0';
-    int s = 0;
-    for (int i = 9; i < 12; i++) {
-        if (line[i] < '0' || line[i] > '9')
-            return -1;
-        s = s * 10 + (line[i] - '0');
-    }
-    if (s < 100 || (eol - line > 12 && line[12] != ' ' && line[12] != '\r'))
-        return -1;
-    *status = s;
-
-    bool has_length = false, is_chunked = false, has_close = false, has_keep_alive = false;
-    uint64_t length = 0;
-    size_t n = 0, bytes = 0;
-    for (line = eol + 1; line < end; line = eol + 1) {
-        eol = memchr(line, '\n', (size_t)(end - line));
-        if (eol == NULL)
-            return -1;
-        char *le = eol;
-        if (le > line && le[-1] == '\r')
-            le--;
-        if (le == line)
-            break; /* the blank line */
-        char *colon = memchr(line, ':', (size_t)(le - line));
-        if (colon == NULL || colon == line || line[0] == ' ' || line[0] == '\t')
-            continue; /* not a header, or an obsolete folded continuation */
-        char *v = colon + 1, *ve = le;
-        while (v < ve && (*v == ' ' || *v == '\t'))
-            v++;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-            ve--;
-        for (char *p = line; p < colon; p++)
-            *p = lower(*p);
-        *colon = '\0';
-        *ve = '\0';
-        size_t name_len = (size_t)(colon - line), value_len = (size_t)(ve - v);
-        if (strcmp(line, "content-length") == 0) {
-            uint64_t len = 0;
-            if (value_len == 0)
-                return -1;
-            for (const char *d = v; *d; d++) {
-                if (*d < '0' || *d > '9' || len > (UINT64_MAX - 9) / 10)
-                    return -1;
-                len = len * 10 + (uint64_t)(*d - '0');
-            }
-            if (has_length && len != length)
-                return -1; /* two lengths: which body is it? */
-            has_length = true;
-            length = len;
-        } else if (strcmp(line, "transfer-encoding") == 0) {
-            is_chunked = list_has(v, "chunked");
-            if (!is_chunked && value_len > 0 && !list_has(v, "identity"))
-                return -1; /* a coding we cannot frame */
-        } else if (strcmp(line, "connection") == 0) {
-            has_close |= list_has(v, "close");
-            has_keep_alive |= list_has(v, "keep-alive");
-        }
-        bytes += name_len + value_len + 2;
-        if (n < GW_UPSTREAM_RESPONSE_HEADERS_MAX && bytes <= GW_UPSTREAM_RESPONSE_HEADER_BYTES_MAX) {
-            h->names[n] = line;
-            h->values[n] = v;
-            n++;
-        }
-    }
-    *count = n;
-    k->is_keep_alive = is_http10 ? has_keep_alive && !has_close : !has_close;
-    bool is_bodiless = s < 200 || s == 204 || s == 304 || k->call->is_head_request;
-    if (is_bodiless) {
-        k->body = H1_BODY_NONE;
-    } else if (is_chunked) {
-        k->body = H1_BODY_CHUNKED;
-        k->chunk = H1_CHUNK_SIZE;
-    } else if (has_length) {
-        k->body = H1_BODY_LENGTH;
-        k->remaining = length;
-    } else {
-        k->body = H1_BODY_EOF;
-        k->is_keep_alive = false;
-    }
-    return 0;
-}
-
-/* Finds the end of the head (after its blank line) in the buffer; NULL
- * while incomplete. */
-static char *head_end(struct h1_conn *k)
-{
-    char *base = k->rbuf + k->rpos, *end = k->rbuf + k->rlen;
-    char *p = k->rbuf + (k->head_scan > k->rpos ? k->head_scan : k->rpos);
-    while (p < end) {
-        char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (nl == NULL)
-            break;
-        /* A blank line: "\n\n" or "\n\r\n". */
-        if (nl > base && nl[-1] == '\n')
-            return nl + 1;
-        if (nl > base + 1 && nl[-1] == '\r' && nl[-2] == '\n')
-            return nl + 1;
-        p = nl + 1;
-    }
-    /* Resume two bytes back: the blank line may straddle reads. */
-    size_t scanned = (size_t)(end - k->rbuf);
-    k->head_scan = scanned >= 2 ? scanned - 2 : 0;
-    return NULL;
-}
-
-/* Reads the head; returns false when the call ended or more bytes are needed. */
-static bool conn_parse_head(struct h1_conn *k)
-{
-    struct h1_call *c = k->call;
-    char *end = head_end(k);
-    if (end == NULL) {
-        if (k->rpos == 0 && k->rlen == sizeof k->rbuf)
-            conn_fail(k, GW_UPSTREAM_EFAILED, "response head too large");
-        return false;
-    }
-    int status = 0;
-    size_t count = 0;
-    if (head_parse(k, k->rbuf + k->rpos, end, &status, &count) != 0) {
-        conn_fail(k, GW_UPSTREAM_EFAILED, "malformed response head");
-        return false;
-    }
-    k->rpos = (size_t)(end - k->rbuf);
-    k->head_scan = k->rpos;
-    if (status < 200 && status != 101)
-        return true; /* interim: the real head follows */
-    k->is_head_done = true;
-    c->cb.on_head(c->arg, status, c->h->names, c->h->values, count);
-    if (c->is_canceled)
-        return false;
-    if (k->body == H1_BODY_NONE || (k->body == H1_BODY_LENGTH && k->remaining == 0)) {
-        conn_complete(k);
-        return false;
-    }
-    return true;
-}
-
-/* Hands up to `max` buffered body bytes to the caller. */
-static size_t conn_deliver(struct h1_conn *k, uint64_t max)
-{
-    struct h1_call *c = k->call;
-    size_t n = k->rlen - k->rpos;
-    if (n > max)
-        n = (size_t)max;
-    if (n == 0)
-        return 0;
-    const char *data = k->rbuf + k->rpos;
-    k->rpos += n;
-    c->cb.on_body(c->arg, data, n);
-    return n;
-}
-
-/* Reads one line of the chunked framing; NULL while incomplete (or after
- * failing the call, then *failed). */
-static char *chunk_line(struct h1_conn *k, size_t *len, bool *failed)
-{
-    char *p = k->rbuf + k->rpos, *end = k->rbuf + k->rlen;
-    char *nl = memchr(p, '\n', (size_t)(end - p));
-    if (nl == NULL) {
-        if ((size_t)(end - p) > H1_CHUNK_LINE_MAX) {
-            *failed = true;
-            conn_fail(k, GW_UPSTREAM_EFAILED, "malformed chunked body");
-        }
-        return NULL;
-    }
-    k->rpos = (size_t)(nl + 1 - k->rbuf);
-    *len = (size_t)(nl - p);
-    if (*len > 0 && p[*len - 1] == '\r')
-        (*len)--;
-    return p;
-}
-
-/* One step of a chunked body; false when the call ended or more bytes are
- * needed. */
-static bool conn_parse_chunked(struct h1_conn *k)
-{
-    size_t len = 0;
-    bool failed = false;
-    char *line;
-    switch (k->chunk) {
-    case H1_CHUNK_SIZE: {
-        if ((line = chunk_line(k, &len, &failed)) == NULL)
-            return false;
-        uint64_t size = 0;
-        size_t i = 0;
-        for (; i < len; i++) {
-            char ch = lower(line[i]);
-            int d = (ch >= '0' && ch <= '9') ? ch - '0' : (ch >= 'a' && ch <= 'f') ? ch - 'a' + 10 : -1;
-            if (d < 0)
-                break;
-            if (size > (UINT64_MAX >> 4)) {
-                conn_fail(k, GW_UPSTREAM_EFAILED, "malformed chunked body");
-                return false;
-            }
-            size = size * 16 + (uint64_t)d;
-        }
-        if (i == 0 || (i < len && line[i] != ';' && line[i] != ' ' && line[i] != '\t')) {
-            conn_fail(k, GW_UPSTREAM_EFAILED, "malformed chunked body");
-            return false;
-        }
-        k->remaining = size;
-        k->chunk = size == 0 ? H1_CHUNK_TRAILERS : H1_CHUNK_DATA;
-        return true;
-    }
-    case H1_CHUNK_DATA:
-        k->remaining -= conn_deliver(k, k->remaining);
-        if (k->call == NULL || k->call->is_canceled)
-            return false;
-        if (k->remaining > 0)
-            return false;
-        k->chunk = H1_CHUNK_DATA_END;
-        return true;
-    case H1_CHUNK_DATA_END:
-        if ((line = chunk_line(k, &len, &failed)) == NULL)
-            return false;
-        if (len != 0) {
-            conn_fail(k, GW_UPSTREAM_EFAILED, "malformed chunked body");
-            return false;
-        }
-        k->chunk = H1_CHUNK_SIZE;
-        return true;
-    case H1_CHUNK_TRAILERS:
-        if ((line = chunk_line(k, &len, &failed)) == NULL)
-            return false;
-        k->trailer_bytes += len + 2;
-        if (k->trailer_bytes > H1_TRAILER_BYTES_MAX) {
-            conn_fail(k, GW_UPSTREAM_EFAILED, "trailers too large");
-            return false;
-        }
-        if (len == 0) {
-            conn_complete(k);
-            return false;
-        }
-        return true;
-    }
-    return false;
-}
-
-/* Parses what is buffered, delivering to the call, until the buffer is
- * empty, the call is paused, or it ended. */
+/* Parses what is buffered, delivering to the call, until more bytes are
+ * needed, the call is paused (a complete response still finishes), or it
+ * ended. */
 static void conn_parse(struct h1_conn *k)
 {
-    while (k->call && !k->call->is_canceled && k->rpos < k->rlen) {
+    struct gw_h1_response *r = &k->response;
+    while (k->call && !k->call->is_canceled) {
         struct h1_call *c = k->call;
-        if (c->is_paused) {
-            conn_read_stop(k);
+        if (c->is_paused && !gw_h1_response_is_complete(r)) {
+            if (k->rpos < k->rlen)
+                conn_read_stop(k);
             return;
         }
-        if (!k->is_head_done) {
-            if (!conn_parse_head(k))
-                return;
-            continue;
-        }
-        switch (k->body) {
-        case H1_BODY_LENGTH:
-            k->remaining -= conn_deliver(k, k->remaining);
-            if (k->call && !k->call->is_canceled && k->remaining == 0) {
-                conn_complete(k);
-                return;
-            }
+        size_t used = 0;
+        enum gw_h1_response_event ev =
+            gw_h1_response_parse(r, k->rbuf + k->rpos, k->rlen - k->rpos, &used);
+        k->rpos += used;
+        switch (ev) {
+        case GW_H1_RESPONSE_MORE:
+            /* The parser's limits keep a full buffer from waiting for more. */
+            assert(k->rpos > 0 || k->rlen < sizeof k->rbuf);
+            return;
+        case GW_H1_RESPONSE_HEAD:
+            c->cb.on_head(c->arg, r->status, r->names, r->values, r->header_count);
             break;
-        case H1_BODY_EOF:
-            conn_deliver(k, UINT64_MAX);
+        case GW_H1_RESPONSE_BODY:
+            c->cb.on_body(c->arg, r->body, r->body_len);
             break;
-        case H1_BODY_CHUNKED:
-            if (!conn_parse_chunked(k) && k->call && k->rpos < k->rlen &&
-                !k->call->is_canceled && !k->call->is_paused)
-                return; /* more bytes needed */
-            break;
-        case H1_BODY_NONE:
-            assert(0);
+        case GW_H1_RESPONSE_DONE:
+            conn_complete(k);
+            return;
+        case GW_H1_RESPONSE_ERROR:
+            conn_fail(k, GW_UPSTREAM_EFAILED, r->error);
             return;
         }
     }

@@ -13,7 +13,8 @@ few "\\x00" + command / map seeds, since fuzz_proto_entry feeds the input
 after its first byte to proto_cmd_decode and proto_map_json.
 proto_result/ holds results and two money strings.
 rpc_hello/ holds hello, apply, read and challenge messages; gateway_json/
-holds X-Budget-* headers, proxy and budget bodies and budget paths.
+holds X-Budget-* headers, proxy and budget bodies and budget paths;
+h1_response/ holds upstream HTTP/1.1 responses of every framing.
 """
 import os
 import struct
@@ -207,6 +208,39 @@ def gateway_json_seeds():
     }
 
 
+def h1_response_seeds():
+    """fuzz_h1_response's prefix (flags: 1 HEAD request, 2 the connection
+    ends; a 16-bit split seed; the largest piece), then a response stream."""
+    def seed(stream, flags=2, split=(0x12, 0x34), piece=7):
+        return bytes([flags, split[0], split[1], piece]) + stream
+
+    chunked = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n")
+    return {
+        "length": seed(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: 13\r\nX-Request-Id:  req-1 \r\n\r\n{\"id\":\"c-1\"}"),
+        "length_keep_alive_next": seed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                                       b"HTTP/1.1 200 OK\r\n", flags=0),
+        "chunked": seed(chunked + b"7\r\ndata: 1\r\nA\r\ndata: 22\n\n\r\n0\r\n\r\n",
+                        piece=3),
+        "chunked_ext_trailers": seed(chunked + b"5;name=v;q=\"a;b\"\r\nhello\r\n"
+                                     b"6 ; x\r\n world\r\n0;last\r\nX-Sum: 1\r\n\r\n"),
+        "chunked_lf_only": seed(b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\n\n"
+                                b"3\nabc\n0\n\n", piece=1),
+        "eof": seed(b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\nuntil the end"),
+        "http10_keep_alive": seed(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\n"
+                                  b"Content-Length: 1\r\n\r\nx", flags=0),
+        "interim": seed(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early\r\nLink: </a>\r\n"
+                        b"\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"),
+        "no_content": seed(b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n", flags=0),
+        "head_request": seed(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", flags=1),
+        "error_status": seed(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\n"
+                             b"Content-Length: 24\r\nConnection: close\r\n\r\n"
+                             b"{\"error\":{\"type\":\"x\"}}"),
+        "truncated": seed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"),
+    }
+
+
 def write(dirname, seeds):
     path = os.path.join(HERE, "corpus", dirname)
     os.makedirs(path, exist_ok=True)
@@ -220,3 +254,4 @@ if __name__ == "__main__":
     write("proto_result", result_seeds())
     write("rpc_hello", rpc_hello_seeds())
     write("gateway_json", gateway_json_seeds())
+    write("h1_response", h1_response_seeds())
