@@ -108,14 +108,35 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     }
 }
 
+/* Replicas take their snapshots at different log indexes: node id k snapshots
+ * at indexes = ((k - 1) mod 3) * T/3 (mod T), T the threshold.  A snapshot
+ * stalls its node (the copy on the loop, then a burst of disk writes that
+ * the raft log's fsyncs queue behind); with all three at the same index,
+ * every quorum stalled together (50-80 ms tails at one connection).
+ * Staggered, two nodes are free to form a quorum while the third snapshots.
+ * Sets the threshold so that the snapshot after the one at `at` lands on
+ * this node's phase, at least half a period later. */
+void fsm_snapshot_rephase(struct node *n, raft_index at)
+{
+    uint64_t t = n->opt.snapshot_threshold;
+    if (t < 3) {
+        raft_set_snapshot_threshold(&n->raft, (unsigned)t);
+        return;
+    }
+    uint64_t phase = (uint64_t)((n->opt.id - 1) % 3) * (t / 3);
+    uint64_t next = at - at % t + phase;
+    while (next < at + t / 2)
+        next += t;
+    raft_set_snapshot_threshold(&n->raft, (unsigned)(next - at));
+}
+
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct node *n = fsm->data;
-    if (n->is_snapshot_requested) {
-        /* The `snapshot` RPC's one snapshot is being taken: back to normal. */
-        raft_set_snapshot_threshold(&n->raft, n->opt.snapshot_threshold);
-        n->is_snapshot_requested = false;
-    }
+    /* Back to normal after the `snapshot` RPC's one snapshot, and on to this
+     * node's phase either way. */
+    n->is_snapshot_requested = false;
+    fsm_snapshot_rephase(n, n->raft.snapshot.pending.index);
     struct raft_buffer *b = raft_malloc(sizeof *b);
     if (!b)
         return RAFT_NOMEM;

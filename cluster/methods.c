@@ -930,7 +930,7 @@ static void snapshot_barrier_cb(struct raft_barrier *req, int status)
     struct node *n = s->node;
     free(s);
     if (status != 0 && n->snapshot_conn) {
-        raft_set_snapshot_threshold(&n->raft, n->opt.snapshot_threshold);
+        fsm_snapshot_rephase(n, n->raft.log.snapshot.last_index);
         n->is_snapshot_requested = false;
         conn_reply_error(n->snapshot_conn, n->snapshot_id, RPC_E_UNAVAILABLE,
                          raft_strerror(status));
@@ -970,7 +970,7 @@ static void method_snapshot(struct node *n, struct conn *c, uint32_t id, struct 
     int rv = raft_barrier(&n->raft, &s->req, snapshot_barrier_cb);
     if (rv != 0) {
         free(s);
-        raft_set_snapshot_threshold(&n->raft, n->opt.snapshot_threshold);
+        fsm_snapshot_rephase(n, n->raft.log.snapshot.last_index);
         n->is_snapshot_requested = false;
         n->snapshot_conn = NULL;
         conn_reply_error(c, id, RPC_E_UNAVAILABLE, raft_strerror(rv));

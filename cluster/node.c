@@ -322,6 +322,7 @@ int node_start(struct node *n, uv_loop_t *loop, const struct node_options *o, ch
                  n->transport.errmsg);
         return -1;
     }
+    fsm_snapshot_rephase(n, n->raft.log.snapshot.last_index);
     if (server_start(n, msg, cap) != 0)
         return -1;
     uv_timer_init(loop, &n->expire_timer);

@@ -136,6 +136,8 @@ void node_checkpoint_record(struct node *n, raft_index index);
 
 /* fsm.c */
 int fsm_init(struct node *n);
+/* The snapshot threshold for this node's phase after a snapshot at `at`. */
+void fsm_snapshot_rephase(struct node *n, raft_index at);
 /* A zeroed entry buffer (raft_malloc) with its header written; the payload
  * starts at buf + NODE_ENTRY_HEADER_BYTES.  NULL when out of memory. */
 void *node_entry_alloc(int type, size_t payload_len, size_t *total_len);

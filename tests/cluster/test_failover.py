@@ -1,6 +1,7 @@
 """Failures under load: kill -9 the leader while concurrent clients
 reserve and commit on a capped, contended wallet; restart and catch up;
 a new empty node catches up by snapshot; membership changes under load."""
+import os
 import threading
 import time
 import uuid
@@ -254,3 +255,43 @@ def test_sigterm_on_leader_hands_over_quickly(cluster3):
     new = h.wait_leader(timeout=10, exclude=lead)
     assert new is not lead
     assert time.time() - t0 < 5.0
+
+
+def snapshot_indexes(node):
+    """The last indexes of the snapshots raft_uv kept in the node's data dir
+    (files snapshot-TERM-INDEX-TIMESTAMP)."""
+    out = set()
+    for name in os.listdir(node.data):
+        parts = name.split("-")
+        if len(parts) == 4 and parts[0] == "snapshot" and not name.endswith(".meta"):
+            out.add(int(parts[2]))
+    return out
+
+
+def test_replicas_snapshot_at_staggered_indexes(harness):
+    """Node k snapshots at indexes = ((k - 1) mod 3) * T/3 (mod T), so the
+    three never pay a snapshot's stall at the same entry."""
+    h = harness
+    t = 90
+    h.start_cluster(3, extra=["--snapshot-threshold", str(t)])
+    setup_wallet(h)
+    cl = h.cluster()
+    for i in range(450):  # one entry each: several snapshots per node
+        assert cl.apply(pr.reserve("acme/team", 1000, key=f"s{i}")).ok
+    cl.close()
+    phases = {}
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        phases = {n.id: snapshot_indexes(n) for n in h.nodes}
+        if all(len(s) >= 2 for s in phases.values()):
+            break
+        time.sleep(0.2)
+    for n in h.nodes:
+        idx = phases[n.id]
+        assert len(idx) >= 2, (n.id, idx)
+        want = ((n.id - 1) % 3) * (t // 3)
+        # On the phase, or a few entries past it when one apply step
+        # committed several entries at once.
+        assert all((i - want) % t < 5 for i in idx), (n.id, sorted(idx), want)
+    latest = [sorted(phases[n.id])[-1] for n in h.nodes]
+    assert len({(i % t) // (t // 3) for i in latest}) == 3, latest
