@@ -55,7 +55,10 @@ def ok(p):
 def assert_serving(h):
     """Every node still answers a TLS client."""
     for n in h.nodes:
-        st = n.status()
+        try:
+            st = n.status()
+        except OSError as e:  # say what the node saw (one CI run had a reset here)
+            raise AssertionError(f"node {n.id}: {e!r}\n{n.log()[-3000:]}") from e
         assert st["state"] in ("leader", "follower"), st
 
 
