@@ -27,6 +27,9 @@ def assert_probes_refused(stats, why):
     assert probes, "no probe was sent"
     ok = [p for p in probes if p[2] != "error"]
     assert not ok, f"{why}: the minority answered writes: {ok[:3]}"
+    # Some were refused outright (NOT_LEADER): those keys are checked absent.
+    definite = [p for p in probes if p[2:] == ("error", "NOT_LEADER")]
+    assert definite, f"{why}: no probe was refused as NOT_LEADER: {probes[:3]}"
 
 
 def ok_attempts_at(load, addr, since, until):

@@ -236,13 +236,18 @@ def wait_served(load, since, timeout=10.0):
 def probe_writes(nodes, duration, stats, timeout=2.0, pause=0.2):
     """Send keyed chargebacks straight to each of nodes (no leader following)
     for duration seconds; record every answer in stats["probes"] as
-    (node id, key, outcome, detail).  Returns the keys sent."""
+    (node id, key, outcome, detail).  Returns the keys whose answer proves
+    the write was not applied: a ledger refusal, or NOT_LEADER (refused
+    before proposing).  A timeout, a dropped connection or UNAVAILABLE is an
+    unknown outcome (the entry may have been proposed by a leader that had
+    not yet noticed it lost its quorum, and commit after the heal, as raft
+    allows): those keys may be applied, once (check_ledger's "nothing
+    applied twice" still covers them)."""
     deadline = time.monotonic() + duration
     keys = []
     while time.monotonic() < deadline:
         for n in nodes:
             key = "p-" + uuid.uuid4().hex
-            keys.append(key)
             cmd = pr.transfer(LOOSE, PAYEE, XFER, kind=2, metadata={"k": key}, key=key)
             try:
                 c = Client(n.rpc, "gateway", SECRETS["gateway"], timeout=timeout)
@@ -257,6 +262,8 @@ def probe_writes(nodes, duration, stats, timeout=2.0, pause=0.2):
                 outcome = ("error", "timeout" if isinstance(e, socket.timeout)
                            else type(e).__name__)
             stats.setdefault("probes", []).append((n.id, key) + outcome)
+            if outcome[0] == "refused" or outcome == ("error", "NOT_LEADER"):
+                keys.append(key)
         time.sleep(pause)
     return keys
 
